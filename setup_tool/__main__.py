@@ -1,0 +1,3 @@
+from setup_tool.cli import main
+
+main()

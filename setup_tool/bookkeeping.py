@@ -1,0 +1,224 @@
+"""The tool's own records in the customer database: runs, steps, checkpoints, previous values.
+
+The tables live beside the SuperOffice tables (same schema) under a `setup_tool_` prefix and are
+created and evolved by the alembic migrations in `migrations/`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UnicodeText,
+    inspect,
+    select,
+    update,
+)
+
+from setup_tool import __version__
+from setup_tool.resources import migrations_dir
+
+VERSION_TABLE = "setup_tool_alembic_version"
+
+
+def _tables(metadata: MetaData, schema: str | None) -> None:
+    Table(
+        "setup_tool_run", metadata,
+        Column("run_id", Integer, primary_key=True, autoincrement=True),
+        Column("mode", String(20), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("started_at", DateTime, nullable=False),
+        Column("finished_at", DateTime),
+        Column("outcome", String(30)),
+        Column("exit_code", Integer),
+        Column("tool_version", String(40), nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("os_user", String(255), nullable=False),
+        Column("acting_associate_id", Integer, nullable=False),
+        Column("superoffice_version", String(255)),
+        Column("synchronizer_version", String(255)),
+        # When this run made sure Diary Synchronizer Active is on: the end of the marking window.
+        Column("preference_on_at", DateTime),
+        Column("undone_by_run_id", Integer),
+        Column("report_json", UnicodeText),
+        schema=schema,
+    )
+    Table(
+        "setup_tool_step", metadata,
+        Column("step_row_id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, nullable=False, index=True),
+        Column("step_key", String(40), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("rows_planned", Integer, nullable=False, default=0),
+        Column("rows_changed", Integer, nullable=False, default=0),
+        Column("window_from", DateTime),
+        Column("window_until", DateTime),
+        Column("checkpoint_key", BigInteger),
+        Column("batches_done", Integer, nullable=False, default=0),
+        Column("started_at", DateTime, nullable=False),
+        Column("finished_at", DateTime),
+        schema=schema,
+    )
+    Table(
+        "setup_tool_previous_value", metadata,
+        Column("previous_value_id", BigInteger().with_variant(Integer, "sqlite"),
+               primary_key=True, autoincrement=True),
+        Column("step_row_id", Integer, nullable=False),
+        Column("batch_no", Integer, nullable=False),
+        Column("table_name", String(64), nullable=False),
+        Column("record_id", Integer, nullable=False),
+        # 1 when the tool inserted the row: undo deletes it instead of restoring values.
+        Column("inserted", SmallInteger, nullable=False),
+        Column("caution_warning", SmallInteger),
+        Column("prefvalue", String(2000)),
+        Column("updated", DateTime),
+        Column("updated_associate_id", Integer),
+        Column("updated_count", Integer),
+        # What the tool wrote, so undo can tell a row someone changed afterwards.
+        Column("new_updated_count", Integer),
+        schema=schema,
+    )
+    Table(
+        "setup_tool_candidate", metadata,
+        Column("step_row_id", Integer, primary_key=True, autoincrement=False),
+        Column("appointment_id", Integer, primary_key=True, autoincrement=False),
+        schema=schema,
+    )
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """The tool's tables for one schema (the same schema as the SuperOffice tables)."""
+
+    schema: str | None
+    run: Table
+    step: Table
+    previous_value: Table
+    candidate: Table
+
+    @classmethod
+    def for_schema(cls, schema: str | None) -> Bookkeeping:
+        metadata = MetaData()
+        _tables(metadata, schema)
+        prefix = f"{schema}." if schema else ""
+        return cls(
+            schema=schema,
+            run=metadata.tables[prefix + "setup_tool_run"],
+            step=metadata.tables[prefix + "setup_tool_step"],
+            previous_value=metadata.tables[prefix + "setup_tool_previous_value"],
+            candidate=metadata.tables[prefix + "setup_tool_candidate"],
+        )
+
+    @property
+    def metadata(self) -> MetaData:
+        metadata = self.run.metadata
+        assert metadata is not None
+        return metadata
+
+
+def bookkeeping_metadata(schema: str | None) -> MetaData:
+    """Used by the migrations: one definition of the tables for both code and DDL."""
+    return Bookkeeping.for_schema(schema).metadata
+
+
+def alembic_config(schema: str | None, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["schema"] = schema
+    config.attributes["connection"] = connection
+    return config
+
+
+def installed_revision(conn: Connection, schema: str | None) -> str | None:
+    """The bookkeeping revision present in the database (read-only; None when never installed)."""
+    if not inspect(conn).has_table(VERSION_TABLE, schema=schema):
+        return None
+    context = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+    )
+    return context.get_current_revision()
+
+
+def install_bookkeeping(conn: Connection, schema: str | None) -> None:
+    """Create or upgrade the tool's tables (alembic `upgrade head`) inside the caller's transaction."""
+    command.upgrade(alembic_config(schema, conn), "head")
+
+
+def bookkeeping_sql(schema: str | None, dialect_name: str) -> str:
+    """The DDL `install_bookkeeping` would run, as a script for the given dialect (offline mode)."""
+    buffer = io.StringIO()
+    config = alembic_config(schema)
+    config.attributes["dialect_name"] = dialect_name
+    config.attributes["output_buffer"] = buffer
+    command.upgrade(config, "head", sql=True)
+    return buffer.getvalue()
+
+
+def start_run(
+    conn: Connection, books: Bookkeeping, *, mode: str, started_at: datetime,
+    acting_associate_id: int, superoffice_version: str | None, synchronizer_version: str | None,
+) -> int:
+    result = conn.execute(
+        books.run.insert().values(
+            mode=mode, status="running", started_at=started_at, tool_version=__version__,
+            host=socket.gethostname(), os_user=_os_user(), acting_associate_id=acting_associate_id,
+            superoffice_version=superoffice_version, synchronizer_version=synchronizer_version,
+        )
+    )
+    run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    assert run_id is not None
+    return int(run_id)
+
+
+def finish_run(conn: Connection, books: Bookkeeping, run_id: int, **values: Any) -> None:
+    conn.execute(update(books.run).where(books.run.c.run_id == run_id).values(**values))
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some service accounts and containers
+        return "unknown"
+
+
+def runs(conn: Connection, books: Bookkeeping) -> list[dict[str, Any]]:
+    """Every recorded run with its steps, newest first."""
+    run_rows = conn.execute(select(books.run).order_by(books.run.c.run_id.desc())).mappings()
+    result = [dict(row) for row in run_rows]
+    steps = conn.execute(select(books.step).order_by(books.step.c.step_row_id)).mappings()
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for step in steps:
+        by_run.setdefault(step["run_id"], []).append(dict(step))
+    for run in result:
+        run["steps"] = by_run.get(run["run_id"], [])
+    return result
+
+
+def describe_lock_holder(conn: Connection, books: Bookkeeping) -> str | None:
+    """Who is (or was last) running: the newest run still marked running."""
+    row = conn.execute(
+        select(books.run.c.run_id, books.run.c.host, books.run.c.os_user, books.run.c.started_at)
+        .where(books.run.c.status == "running")
+        .order_by(books.run.c.run_id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return f"run {row.run_id} started {row.started_at:%Y-%m-%d %H:%M:%S} UTC by {row.os_user} on {row.host}"

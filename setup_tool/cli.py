@@ -1,0 +1,499 @@
+"""The command line: parse options, call the library, turn its errors into exit codes.
+
+Heavy modules (SQLAlchemy, alembic, jinja2) are imported inside the commands so that
+`setup-tool --help` and `--version` answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from setup_tool import __version__
+from setup_tool.cli_options import (
+    CONTEXT_SETTINGS,
+    answer_options,
+    config_option,
+    connection_options,
+    option,
+    output_options,
+)
+from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY
+from setup_tool.console import Console
+from setup_tool.errors import ExitCode, SetupToolError, UsageError
+from setup_tool.logs import LOGGER, configure_logging
+
+if TYPE_CHECKING:
+    from setup_tool.connection import ConnectionSettings
+    from setup_tool.database import Database
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exits(fn: F) -> F:
+    """Run a command; its return value, or the error it raised, becomes the exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        console = Console()
+        try:
+            code = fn(*args, **kwargs)
+        except SetupToolError as error:
+            LOGGER.error(str(error))
+            console.error(str(error))
+            code = error.exit_code
+        except KeyboardInterrupt:
+            console.error("Interrupted. Nothing is half-done: run the same command again to "
+                          "resume.")
+            code = ExitCode.INTERRUPTED
+        except Exception as error:  # noqa: BLE001 - the edge: no traceback reaches a user
+            code = _unexpected(console, error)
+        ctx.exit(int(code))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(console: Console, error: Exception) -> ExitCode:
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    LOGGER.exception("unexpected error")
+    if isinstance(error, DBAPIError):
+        detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        console.error(f"The database reported an error: {detail}\nEvery finished batch is kept; "
+                      "after fixing the cause, run the same command again to resume.")
+    elif isinstance(error, SQLAlchemyError):
+        console.error(f"Database error: {error}. Run the same command again to resume.")
+    else:
+        console.error(f"Unexpected error: {type(error).__name__}: {error}. The log file has "
+                      "the details; please report it.")
+    return ExitCode.FAILED
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="setup-tool")
+def cli() -> None:
+    """Make an on-premise SuperOffice database safe for SuperOffice invites when the InfoBridge
+    Synchronizer keeps diaries in sync with Outlook or Google.
+
+    \b
+    Quick start:
+      setup-tool demo crm.db
+      setup-tool upgrade --database-url sqlite:///crm.db --dry-run
+      setup-tool upgrade --database-url sqlite:///crm.db
+    """
+
+
+# --- shared plumbing --------------------------------------------------------------------------
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _password(ctx: click.Context) -> str | None:
+    return os.environ.get(PASSWORD_ENV) or ctx.meta.get("db_password")
+
+
+def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> ConnectionSettings:
+    from setup_tool.connection import ConnectionSettings
+
+    url, server = o["database_url"], o["server"]
+    password = _password(ctx)
+    if not url and not server:
+        if unattended:
+            raise UsageError(
+                "Missing answer: which database to upgrade.",
+                "Supply --database-url (SETUP_TOOL_DATABASE_URL, answer-file key database-url) or "
+                "--server with --database (SETUP_TOOL_SERVER / server, SETUP_TOOL_DATABASE / "
+                "database).")
+        url, server, o = _ask_connection(o)
+    if server and o["user"] and not o["trusted_connection"] and not password:
+        if unattended:
+            raise UsageError(
+                f"Missing answer: the password for SQL Server login {o['user']!r}.",
+                f"Supply it with the environment variable {PASSWORD_ENV} or the answer-file key "
+                f"'{PASSWORD_KEY}' (it is never an option, so it cannot show in the process list).")
+        password = click.prompt(f"Password for {o['user']}", hide_input=True, err=True)
+    return ConnectionSettings(
+        database_url=url, server=server, database=o["database"], user=o["user"],
+        password=password, trusted_connection=o["trusted_connection"],
+        odbc_driver=o["odbc_driver"], encrypt=o["encrypt"],
+        trust_server_certificate=o["trust_server_certificate"], table_prefix=o["table_prefix"],
+        login_timeout=o["login_timeout"])
+
+
+def _ask_connection(o: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    target: str = click.prompt("SQL Server (host\\instance) or a database URL "
+                               "(e.g. sqlite:///crm.db)", err=True)
+    if "://" in target:
+        return target.strip(), None, o
+    o = dict(o)
+    o["database"] = o["database"] or click.prompt("Database", default="SuperOffice", err=True)
+    if not o["user"] and not o["trusted_connection"]:
+        login: str = click.prompt("SQL Server login (empty: Windows integrated login)",
+                                  default="", show_default=False, err=True)
+        o["user"] = login or None
+        o["trusted_connection"] = not login
+    return None, target.strip(), o
+
+
+def _answers(o: dict[str, Any]) -> Any:
+    from setup_tool.detect import OperatorAnswers
+
+    if o["no_synchronizer"] and o["synchronizer_version"]:
+        raise UsageError("--no-synchronizer and --synchronizer-version contradict each other.",
+                         "Give one of them.")
+    return OperatorAnswers(superoffice_version=o["superoffice_version"],
+                           synchronizer_version=o["synchronizer_version"],
+                           no_synchronizer=o["no_synchronizer"],
+                           known_builds_file=o["known_builds"])
+
+
+def _log_file(o: dict[str, Any], always: bool, stamp: str) -> Path | None:
+    if o["log_file"]:
+        return Path(o["log_file"])
+    return Path(f"setup-tool-{stamp}.log") if always else None
+
+
+def _emit(console: Console, model: dict[str, Any], o: dict[str, Any], render: Callable[..., str],
+          default_path: Path | None = None) -> Path | None:
+    """Write the report where asked (or to default_path); otherwise print it on stdout."""
+    from setup_tool.report import infer_format, write_text_file
+
+    path = o["report"] or default_path
+    fmt = infer_format(path, o["report_format"])
+    if path is None:
+        click.echo(render(model, fmt), nl=False)
+        return None
+    model["report_file"] = str(path)
+    write_text_file(path, render(model, fmt))
+    return path
+
+
+@contextmanager
+def _stop_after_batch(console: Console) -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C: finish the batch in flight, then stop. Second: stop at once (rolled back)."""
+    requested = False
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(_signum: int, _frame: object) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        console.warn("\nStopping after the current batch (Ctrl-C again to stop at once)...")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (tests): Ctrl-C keeps its default meaning
+        previous = None
+    try:
+        yield lambda: requested
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _open(settings: ConnectionSettings, read_only: bool) -> Database:
+    from setup_tool.database import open_database
+
+    return open_database(settings, read_only=read_only)
+
+
+# --- upgrade ----------------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@connection_options
+@answer_options
+@option("--unattended", is_flag=True,
+        help="Never prompt, never read stdin: every answer from options, SETUP_TOOL_* variables "
+             "or --config. Always writes a log file.")
+@option("--dry-run", is_flag=True,
+        help="Change nothing; report what a real run would do, with row counts and SQL.")
+@option("--detailed-exitcode", is_flag=True,
+        help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.")
+@option("--fix-overrides", is_flag=True,
+        help="Also switch on group/individual rows that switch Diary Synchronizer Active off.")
+@option("--acting-associate", type=click.IntRange(min=0), default=0,
+        help="Associate id written to updated_associate_id (0 = system).")
+@option("--batch-size", type=click.IntRange(1, 100_000), default=2000,
+        help="Appointments per batch (one transaction each).")
+@option("--lock-timeout", type=click.FloatRange(min=0), default=None,
+        show_default="0 unattended, 30 in the wizard",
+        help="Seconds to wait for another run's lock before exiting with code 5.")
+@output_options
+@click.pass_context
+@exits
+def upgrade(ctx: click.Context, **o: Any) -> int:
+    """Upgrade the database for SuperOffice invites (the wizard; see --unattended, --dry-run).
+
+    \b
+    Examples:
+      setup-tool upgrade --database-url sqlite:///crm.db
+      setup-tool upgrade --server sql01 --database SuperOffice --trusted-connection --dry-run \\
+          --report plan.html
+      SETUP_TOOL_DB_PASSWORD=... setup-tool upgrade --unattended --config answers.toml
+    """
+    from setup_tool.host_probe import default_host_probe
+    from setup_tool.interaction import UnattendedInteraction, WizardInteraction
+    from setup_tool.report import render_report
+    from setup_tool.report_model import report_model
+    from setup_tool.steps import UpgradeSettings
+    from setup_tool.upgrade import UpgradeResult, dry_run_outcome, run_upgrade
+
+    console = Console(quiet=o["quiet"], verbose=o["verbose"])
+    unattended, dry_run = o["unattended"], o["dry_run"]
+    if o["detailed_exitcode"] and not dry_run:
+        raise UsageError("--detailed-exitcode goes with --dry-run.")
+    stamp = _stamp()
+    log_file = _log_file(o, always=unattended or not dry_run, stamp=stamp)
+    settings = _connection(ctx, o, unattended)
+    configure_logging(log_file, settings.password, o["verbose"])
+    LOGGER.info("setup-tool %s upgrade%s%s", __version__, " --dry-run" if dry_run else "",
+                " --unattended" if unattended else "")
+    db = _open(settings, read_only=dry_run)
+    try:
+        LOGGER.info("database %s (%s, table prefix %s)", db.display_url, db.dialect_name, db.schema)
+
+        def describe(plan: Any) -> str:
+            outcome, code = dry_run_outcome(plan, False)
+            preview = UpgradeResult(plan, "dry-run", outcome, code)
+            return render_report(report_model(preview, db), "text")
+
+        interaction = UnattendedInteraction() if unattended else WizardInteraction(console, describe)
+        lock_timeout = o["lock_timeout"] if o["lock_timeout"] is not None else \
+            (0.0 if unattended else 30.0)
+        progress = console.progress("Marking invite appointments")
+        with _stop_after_batch(console) as should_stop:
+            try:
+                result = run_upgrade(
+                    db, _answers(o), UpgradeSettings(o["acting_associate"], o["batch_size"],
+                                                     o["fix_overrides"]),
+                    default_host_probe(), interaction, dry_run=dry_run,
+                    detailed_exitcode=o["detailed_exitcode"], lock_timeout=lock_timeout,
+                    progress=progress, should_stop=should_stop)
+            finally:
+                progress.close()
+        model = report_model(result, db, log_file=str(log_file) if log_file else None)
+        default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
+        report_path = _emit(console, model, o, render_report, default_report)
+        if result.run_id is not None:
+            _store_report(db, result.run_id, model)
+        _summary(console, result.outcome_text, result.exit_code, report_path, log_file, dry_run)
+        LOGGER.info("outcome %s, exit code %s", result.outcome, int(result.exit_code))
+        return int(result.exit_code)
+    finally:
+        db.dispose()
+
+
+def _store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
+    from sqlalchemy import update
+
+    run = db.books.run
+    with db.engine.begin() as conn:
+        conn.execute(update(run).where(run.c.run_id == run_id)
+                     .values(report_json=json.dumps(model, default=str)))
+
+
+def _summary(console: Console, text: str, code: ExitCode, report: Path | None,
+             log_file: Path | None, dry_run: bool) -> None:
+    from setup_tool.errors import EXIT_CODE_MEANINGS
+
+    if dry_run and report is None:
+        return  # the report itself went to stdout
+    click.echo(f"{text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})", err=True)
+    if report:
+        click.echo(f"Report: {report}", err=True)
+    if log_file:
+        click.echo(f"Log:    {log_file}", err=True)
+
+
+# --- detect, history, undo --------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@connection_options
+@answer_options
+@output_options
+@click.pass_context
+@exits
+def detect(ctx: click.Context, **o: Any) -> int:
+    """Show what the tool finds, with the evidence for each finding; changes nothing.
+
+    \b
+    Example:
+      setup-tool detect --database-url sqlite:///crm.db --format md
+    """
+    from setup_tool.clock import utc_now
+    from setup_tool.detect import detect as detect_findings
+    from setup_tool.host_probe import default_host_probe
+    from setup_tool.report import render_report
+    from setup_tool.report_model import detect_model
+
+    settings = _connection(ctx, o, unattended=True)
+    configure_logging(_log_file(o, False, _stamp()), settings.password, o["verbose"])
+    db = _open(settings, read_only=True)
+    try:
+        with db.engine.connect() as conn:
+            findings = detect_findings(conn, db.tables, db.books, _answers(o),
+                                       default_host_probe(), utc_now())
+        _emit(Console(o["quiet"]), detect_model(findings, db), o, render_report)
+        return ExitCode.DONE
+    finally:
+        db.dispose()
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@connection_options
+@output_options
+@click.pass_context
+@exits
+def history(ctx: click.Context, **o: Any) -> int:
+    """List this tool's past runs on the database, newest first; changes nothing.
+
+    \b
+    Example:
+      setup-tool history --database-url sqlite:///crm.db --format html --report runs.html
+    """
+    from setup_tool.bookkeeping import installed_revision, runs
+    from setup_tool.report import render_history
+    from setup_tool.report_model import history_model
+
+    settings = _connection(ctx, o, unattended=True)
+    configure_logging(_log_file(o, False, _stamp()), settings.password, o["verbose"])
+    db = _open(settings, read_only=True)
+    try:
+        with db.engine.connect() as conn:
+            past = runs(conn, db.books) if installed_revision(conn, db.schema) else []
+        _emit(Console(o["quiet"]), history_model(past, db), o, render_history)
+        return ExitCode.DONE
+    finally:
+        db.dispose()
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@connection_options
+@option("--run", "run_ids", type=int, multiple=True,
+        help="Undo only this run (repeatable); default: every run not yet undone.")
+@option("--unattended", is_flag=True, help="Do not ask for confirmation; never read stdin.")
+@option("--acting-associate", type=click.IntRange(min=0), default=0,
+        help="Associate id written to the travel log (0 = system).")
+@option("--lock-timeout", type=click.FloatRange(min=0), default=0.0,
+        help="Seconds to wait for another run's lock.")
+@output_options
+@click.pass_context
+@exits
+def undo(ctx: click.Context, **o: Any) -> int:
+    """Put back exactly what setup-tool changed (rows changed since by others are left alone).
+
+    \b
+    Example:
+      setup-tool undo --database-url sqlite:///crm.db --run 3
+    """
+    from setup_tool.undo import undo as undo_changes
+
+    console = Console(quiet=o["quiet"], verbose=o["verbose"])
+    stamp = _stamp()
+    log_file = _log_file(o, True, stamp)
+    settings = _connection(ctx, o, o["unattended"])
+    configure_logging(log_file, settings.password, o["verbose"])
+    db = _open(settings, read_only=False)
+    try:
+        if not o["unattended"] and not click.confirm(
+                f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
+                default=False, err=True):
+            raise SetupToolError("Cancelled: nothing was changed.")
+        progress = console.progress("Restoring appointments")
+        try:
+            result = undo_changes(db, run_ids=list(o["run_ids"]) or None,
+                                  acting_associate_id=o["acting_associate"],
+                                  lock_timeout=o["lock_timeout"], progress=progress)
+        finally:
+            progress.close()
+        if not result.undone_runs:
+            console.say("setup-tool has no changes to undo in this database.")
+        else:
+            console.say(f"Undid run(s) {', '.join(map(str, result.undone_runs))}: "
+                        f"{result.restored} row(s) restored, {result.removed} removed.")
+        for conflict in result.conflicts[:20]:
+            console.warn(f"Left as it is (changed by someone else since): {conflict}")
+        if len(result.conflicts) > 20:
+            console.warn(f"... and {len(result.conflicts) - 20} more (see the log).")
+        LOGGER.info("undo: %s", result)
+        click.echo(f"Log: {log_file}", err=True)
+        return int(result.exit_code)
+    finally:
+        db.dispose()
+
+
+def _which_runs(run_ids: tuple[int, ...]) -> str:
+    return f"of run(s) {', '.join(map(str, run_ids))}" if run_ids else "of every run"
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@option("--appointments", type=click.IntRange(0, 100_000_000), default=20_000,
+        help="How many appointment rows to generate.")
+@option("--superoffice-version", "demo_superoffice_version", default="8.5 R10",
+        envvar="SETUP_TOOL_DEMO_SUPEROFFICE_VERSION", help="SuperOffice version it claims to be.")
+@option("--synchronizer-version", "demo_synchronizer_version", default="3.2.284",
+        envvar="SETUP_TOOL_DEMO_SYNCHRONIZER_VERSION",
+        help="InfoBridge Synchronizer version it records.")
+@option("--no-synchronizer", "demo_no_synchronizer", is_flag=True,
+        envvar="SETUP_TOOL_DEMO_NO_SYNCHRONIZER", help="A database without a synchronizer.")
+@option("--travel/--no-travel", default=False, help="Travel/EnableTravel on or off.")
+@option("--seed", type=int, default=2019, help="Random seed (same seed, same database).")
+@option("--overwrite", is_flag=True, help="Replace an existing file.")
+@exits
+def demo(path: Path, **o: Any) -> int:
+    """Build an embedded SuperOffice-shaped demo database (SQLite) to try the tool on.
+
+    \b
+    Example:
+      setup-tool demo crm.db --appointments 100000 --travel
+    """
+    from setup_tool.demo import DemoOptions, build_demo_database
+
+    console = Console()
+    options = DemoOptions(
+        appointments=o["appointments"], superoffice_version=o["demo_superoffice_version"],
+        synchronizer_version=None if o["demo_no_synchronizer"] else o["demo_synchronizer_version"],
+        travel=o["travel"], seed=o["seed"])
+    progress = console.progress("Generating appointments")
+    try:
+        summary = build_demo_database(path, options, overwrite=o["overwrite"], progress=progress)
+    finally:
+        progress.close()
+    console.say(f"Demo database written to {path}:")
+    console.say(f"  {summary.appointments:,} appointments, {summary.meetings:,} meetings, "
+                f"{summary.invite_meetings:,} with external participants "
+                f"({summary.invite_rows:,} rows, {summary.invite_rows_to_mark:,} to mark)")
+    console.say(f"Next: setup-tool upgrade --database-url sqlite:///{path}")
+    return ExitCode.DONE
+
+
+def main() -> None:
+    cli(prog_name="setup-tool")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())  # type: ignore[func-returns-value]

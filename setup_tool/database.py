@@ -1,0 +1,83 @@
+"""Opening the customer database: engine, SuperOffice tables as stored, the tool's own tables."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL
+
+from setup_tool.bookkeeping import Bookkeeping
+from setup_tool.connection import (
+    ConnectionSettings,
+    build_url,
+    create_engine_for,
+    display_url,
+    effective_table_prefix,
+    open_connection,
+)
+from setup_tool.errors import DryRunWriteAttempt
+from setup_tool.schema import SuperOfficeTables, reflect_tables
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: Engine
+    url: URL
+    schema: str | None
+    tables: SuperOfficeTables
+    books: Bookkeeping
+    read_only: bool
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.url)
+
+    @property
+    def dialect_name(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(settings: ConnectionSettings, *, read_only: bool) -> Database:
+    """Connect, check it is SuperOffice, and find the tables as this database stores them."""
+    url = build_url(settings)
+    schema = effective_table_prefix(url, settings.table_prefix)
+    engine = create_engine_for(url, read_only=read_only, login_timeout=settings.login_timeout)
+    if read_only:
+        guard_against_writes(engine)
+    try:
+        with open_connection(engine) as conn:
+            tables = reflect_tables(conn, schema)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Database(engine, url, schema, tables, Bookkeeping.for_schema(schema), read_only)
+
+
+# Reads only: the dry run's promise is enforced here, not just intended.
+_READ = re.compile(r"^\s*(select|with|show|explain|pragma\s+[\w.]+(\s*\([^)]*\))?\s*;?\s*$)",
+                   re.IGNORECASE)
+_SESSION = re.compile(r"^\s*(set\s+|begin|commit|rollback|release\s+savepoint|savepoint)",
+                      re.IGNORECASE)
+
+
+def is_read_statement(statement: str) -> bool:
+    return bool(_READ.match(statement) or _SESSION.match(statement))
+
+
+def guard_against_writes(engine: Engine) -> None:
+    """Refuse, before it reaches the database, any statement that is not a read."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not is_read_statement(statement):
+            first_line = statement.strip().splitlines()[0][:120] if statement.strip() else ""
+            raise DryRunWriteAttempt(
+                f"Refused a write during a dry run: {first_line}",
+                "This is a bug in setup-tool; nothing was changed. Please report it.",
+            )

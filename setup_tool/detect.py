@@ -1,0 +1,282 @@
+"""Step 1 of the upgrade: find out, read-only, what this database and this machine are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from setup_tool.bookkeeping import Bookkeeping, installed_revision, runs
+from setup_tool.findings import (
+    Evidence,
+    Findings,
+    HistoryFinding,
+    MarkingWindow,
+    PreferenceFinding,
+    SuperOfficeFinding,
+    SynchronizerFinding,
+    TravelFinding,
+    UnfinishedMarking,
+)
+from setup_tool.host_probe import HostProbe
+from setup_tool.preferences import (
+    DIARY_SYNC,
+    ENABLE_TRAVEL,
+    OVERRIDE_LEVELS,
+    bool_values_in_use,
+    detect_encoding,
+    effective_system_value,
+    preference_rows,
+    system_rows,
+)
+from setup_tool.schema import SuperOfficeTables
+from setup_tool.steps.mark_invites import count_invites, marking_window
+from setup_tool.versions import (
+    SuperOfficeVersion,
+    SynchronizerVersion,
+    load_known_builds,
+    newest_superoffice_version,
+    parse_superoffice_version,
+    parse_synchronizer_version,
+    try_parse_superoffice_version,
+)
+
+EXCHANGE_SYNC_LICENCE = "superoffice.exchange-sync"
+
+
+@dataclass(frozen=True)
+class OperatorAnswers:
+    """What the operator said (wizard prompt, option, environment or answer file)."""
+
+    superoffice_version: str | None = None
+    synchronizer_version: str | None = None  # "unknown": in use, version not known
+    no_synchronizer: bool = False
+    known_builds_file: Path | None = None
+
+
+def detect(
+    conn: Connection,
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    answers: OperatorAnswers,
+    probe: HostProbe,
+    now: datetime,
+) -> Findings:
+    superoffice = detect_superoffice(conn, tables, answers)
+    synchronizer = detect_synchronizer(conn, tables, answers, probe)
+    preference = detect_preference(conn, tables)
+    history = detect_history(conn, books)
+    window = marking_window(history, preference, now) if synchronizer.in_use else None
+    return Findings(
+        superoffice=superoffice,
+        synchronizer=synchronizer,
+        preference=preference,
+        travel=detect_travel(conn, tables),
+        invites=count_invites(conn, tables, window),
+        history=history,
+        warnings=_warnings(superoffice, answers),
+    )
+
+
+def detect_superoffice(
+    conn: Connection, tables: SuperOfficeTables, answers: OperatorAnswers
+) -> SuperOfficeFinding:
+    known_builds = load_known_builds(answers.known_builds_file)
+    evidence: list[Evidence] = []
+    found: list[SuperOfficeVersion] = []
+    for source, detail, text in _superoffice_version_strings(conn, tables):
+        version = try_parse_superoffice_version(text, known_builds)
+        verdict = version.label() if version else "not a version string this tool can read"
+        evidence.append(Evidence(source, f"{detail} -> {verdict}"))
+        if version is not None:
+            found.append(version)
+    chosen = newest_superoffice_version(found)
+    if answers.superoffice_version:
+        chosen = parse_superoffice_version(answers.superoffice_version, known_builds)
+        evidence.insert(0, Evidence("operator", f"--superoffice-version {chosen.text!r}"))
+    if not evidence:
+        evidence.append(Evidence("ProductVersion", "no SuperOffice row and no DatabaseModel row"))
+    return SuperOfficeFinding(chosen, evidence)
+
+
+def _superoffice_version_strings(
+    conn: Connection, tables: SuperOfficeTables
+) -> list[tuple[str, str, str]]:
+    strings = []
+    pv = tables.productversion
+    if pv is not None:
+        query = (
+            select(pv.c.ProductVersion_id, pv.c.ownerName, pv.c.codeName, pv.c.version)
+            .where(func.lower(pv.c.ownerName).like("%superoffice%"))
+            .order_by(pv.c.ProductVersion_id)
+        )
+        for row_id, owner, code, version in conn.execute(query):
+            detail = f"row {row_id}: ownerName={owner!r}, codeName={code!r}, version={version!r}"
+            strings.append(("ProductVersion", detail, version))
+    dm = tables.databasemodel
+    if dm is not None:
+        for row_id, model_version in conn.execute(select(dm.c.DatabaseModel_id, dm.c.ModelVersion)):
+            strings.append(("DatabaseModel", f"row {row_id}: ModelVersion={model_version!r}",
+                            model_version))
+    return strings
+
+
+def detect_synchronizer(
+    conn: Connection, tables: SuperOfficeTables, answers: OperatorAnswers, probe: HostProbe
+) -> SynchronizerFinding:
+    evidence: list[Evidence] = []
+    versions: list[SynchronizerVersion] = []
+    installed = False
+    for row_id, owner, code, text in _synchronizer_product_rows(conn, tables):
+        installed = True
+        version = _try_sync_version(text)
+        evidence.append(Evidence("ProductVersion", f"row {row_id}: ownerName={owner!r}, "
+                                 f"codeName={code!r}, version={text!r}"))
+        versions += [version] if version else []
+    for trace in probe.synchronizer_traces():
+        installed = True
+        evidence.append(Evidence(trace.kind, trace.detail))
+        version = _try_sync_version(trace.version) if trace.version else None
+        versions += [version] if version else []
+    if not evidence:
+        evidence.append(Evidence("host", probe.describe() + ": no synchronizer found"))
+    licensed = _licensed(conn, tables, evidence)
+    version = max(versions) if versions else None
+    in_use: bool | None = installed or (None if licensed else False)
+    if answers.no_synchronizer:
+        evidence.insert(0, Evidence("operator", "--no-synchronizer"))
+        return SynchronizerFinding(False, None, licensed, evidence)
+    if answers.synchronizer_version:
+        text = answers.synchronizer_version
+        evidence.insert(0, Evidence("operator", f"--synchronizer-version {text!r}"))
+        operator_version = None if text.lower() == "unknown" else parse_synchronizer_version(text)
+        return SynchronizerFinding(True, operator_version or version, licensed, evidence)
+    return SynchronizerFinding(in_use, version, licensed, evidence)
+
+
+def _try_sync_version(text: str | None) -> SynchronizerVersion | None:
+    from setup_tool.versions import VersionParseError
+
+    try:
+        return parse_synchronizer_version(text or "")
+    except VersionParseError:
+        return None
+
+
+def _synchronizer_product_rows(
+    conn: Connection, tables: SuperOfficeTables
+) -> list[tuple[int, str, str, str]]:
+    pv = tables.productversion
+    if pv is None:
+        return []
+    names = [func.lower(pv.c.ownerName), func.lower(pv.c.codeName)]
+    query = (
+        select(pv.c.ProductVersion_id, pv.c.ownerName, pv.c.codeName, pv.c.version)
+        .where(or_(*[n.like("%infobridge%") for n in names], *[n.like("%synchronizer%")
+                                                               for n in names]))
+        .order_by(pv.c.ProductVersion_id)
+    )
+    return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+
+def _licensed(conn: Connection, tables: SuperOfficeTables, evidence: list[Evidence]) -> bool:
+    licence, owner = tables.modulelicense, tables.moduleowner
+    if licence is None:
+        evidence.append(Evidence("ModuleLicense", "table not present: licence not checked"))
+        return False
+    rows = list(conn.execute(select(licence.c.modulelicense_id, licence.c.name)))
+    owners = {}
+    if owner is not None:
+        owners = dict(conn.execute(select(owner.c.moduleowner_id, owner.c.name)).all())
+    owner_of = dict(conn.execute(select(licence.c.modulelicense_id, licence.c.moduleowner_id)).all())
+    for licence_id, name in rows:
+        # The module is named either in full or as <owner>.<module>.
+        full = f"{owners.get(owner_of[licence_id], '')}.{name}".lower()
+        if name.lower() == EXCHANGE_SYNC_LICENCE or full == EXCHANGE_SYNC_LICENCE:
+            evidence.append(Evidence(
+                "ModuleLicense", f"row {licence_id}: licence module {EXCHANGE_SYNC_LICENCE} "
+                "(licensed for the InfoBridge Exchange synchronizer; licensed is not proof of use)"))
+            return True
+    return False
+
+
+def detect_preference(conn: Connection, tables: SuperOfficeTables) -> PreferenceFinding:
+    rows = preference_rows(conn, tables, *DIARY_SYNC)
+    own_bools = [r.value for r in rows if r.on is not None]
+    encoding = detect_encoding(own_bools or bool_values_in_use(conn, tables))
+    evidence = [Evidence("UserPreference", row.describe()) for row in rows]
+    if not rows:
+        evidence.append(Evidence("UserPreference", "no Mail/DiarySynchronizerActive row at any level"))
+    source = "its own rows" if own_bools else "the database's Bool preferences"
+    evidence.append(Evidence("UserPreference", f"Bool values written as {encoding.label} ({source})"))
+    return PreferenceFinding(
+        rows=rows,
+        system=system_rows(rows),
+        overrides=[r for r in rows if r.deflevel in OVERRIDE_LEVELS],
+        effective=effective_system_value(rows),
+        encoding=encoding,
+        evidence=evidence,
+    )
+
+
+def detect_travel(conn: Connection, tables: SuperOfficeTables) -> TravelFinding:
+    rows = preference_rows(conn, tables, *ENABLE_TRAVEL)
+    evidence = [Evidence("UserPreference", row.describe()) for row in rows]
+    enabled = effective_system_value(rows) is True
+    if not rows:
+        evidence.append(Evidence("UserPreference", "no Travel/EnableTravel row: Travel is off"))
+    tc = tables.travelcurrent
+    if tc is not None:
+        for current_id, level in conn.execute(select(tc.c.current_id, tc.c.systemlevel)):
+            evidence.append(Evidence("travelcurrent", f"current_id={current_id}, "
+                                     f"systemlevel={level}"))
+    return TravelFinding(enabled, evidence)
+
+
+def detect_history(conn: Connection, books: Bookkeeping) -> HistoryFinding:
+    revision = installed_revision(conn, books.schema)
+    if revision is None:
+        return HistoryFinding(None, [], None, None,
+                              [Evidence("setup_tool_run", "no earlier run of setup-tool")])
+    past = runs(conn, books)
+    active = [r for r in past if r["mode"] == "upgrade" and r["undone_by_run_id"] is None]
+    on_times = [r["preference_on_at"] for r in active if r["preference_on_at"] is not None]
+    evidence = [Evidence("setup_tool_run", f"{len(past)} earlier run(s), bookkeeping revision "
+                         f"{revision}")]
+    unfinished = _unfinished_marking(conn, books, active)
+    if unfinished:
+        evidence.append(Evidence("setup_tool_step", f"marking step of run {unfinished.run_id} "
+                                 f"stopped after {unfinished.rows_changed} rows: it will resume"))
+    return HistoryFinding(revision, past, max(on_times, default=None), unfinished, evidence)
+
+
+def _unfinished_marking(
+    conn: Connection, books: Bookkeeping, active_runs: list[dict[str, object]]
+) -> UnfinishedMarking | None:
+    active_ids = [r["run_id"] for r in active_runs]
+    step = books.step
+    row = conn.execute(
+        select(step)
+        .where(and_(step.c.step_key == "mark_invites", step.c.status != "completed",
+                    step.c.run_id.in_(active_ids), step.c.window_until.is_not(None)))
+        .order_by(step.c.step_row_id.desc())
+        .limit(1)
+    ).mappings().first()
+    if row is None:
+        return None
+    return UnfinishedMarking(
+        step_row_id=row["step_row_id"], run_id=row["run_id"],
+        window=MarkingWindow(row["window_from"], row["window_until"]),
+        checkpoint_key=row["checkpoint_key"], rows_changed=row["rows_changed"],
+        batches_done=row["batches_done"],
+    )
+
+
+def _warnings(superoffice: SuperOfficeFinding, answers: OperatorAnswers) -> list[str]:
+    warnings = []
+    if answers.superoffice_version and len(superoffice.evidence) > 1:
+        warnings.append("The SuperOffice version was given by the operator; the database's own "
+                        "version rows are listed as evidence for comparison.")
+    return warnings

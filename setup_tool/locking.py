@@ -1,0 +1,322 @@
+"""One setup-tool run at a time per database, with a lock that a crash can never leave behind.
+
+Every mechanism here is owned by a process or a session, never by a row or a file's existence:
+when the process dies or its connection drops, the operating system or the server releases it.
+
+- SQLite: an OS file lock (``flock``; ``msvcrt.locking`` on Windows) on the sidecar file
+  ``<database file>.setup-tool.lock``. The database file itself is never opened. The empty
+  sidecar stays after a run: deleting it would let a waiter lock a file that no longer has the
+  name, next to a newcomer locking its replacement. Its presence means nothing; only the OS
+  lock counts.
+- PostgreSQL: a session-level advisory lock on a dedicated connection.
+- SQL Server: ``sp_getapplock`` with ``@LockOwner = 'Session'`` on a dedicated connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from setup_tool.errors import LockBusyError, SetupToolError
+
+LOCK_RESOURCE = "setup-tool"
+LOCK_FILE_SUFFIX = ".setup-tool.lock"
+POLL_INTERVAL_SECONDS = 0.2
+
+# pg_try_advisory_lock takes a bigint; derive it from the resource name so that every version of
+# the tool, on every machine, asks for the same lock (Python's hash() is salted per process).
+POSTGRES_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(LOCK_RESOURCE.encode()).digest()[:8], "big", signed=True
+)
+
+# sp_getapplock return codes (documented by Microsoft).
+_APPLOCK_GRANTED = (0, 1)
+_APPLOCK_TIMEOUT = -1
+_APPLOCK_FAILURES = {
+    -2: "the lock request was cancelled",
+    -3: "the lock request was chosen as a deadlock victim",
+    -999: "the lock request was invalid (parameter validation or another call error)",
+}
+
+HolderDescriber = Callable[[], str | None]
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def run_lock(
+    engine: Engine,
+    *,
+    timeout_seconds: float = 0.0,
+    describe_holder: HolderDescriber | None = None,
+) -> Iterator[None]:
+    """Hold the run lock of `engine`'s database for the duration of the block.
+
+    Waits up to `timeout_seconds` for another run to finish, then raises LockBusyError (its
+    message includes `describe_holder()`). Any other failure to take the lock raises
+    SetupToolError. The lock is released on exit, and by the OS or server if the process dies.
+    """
+    if timeout_seconds < 0:
+        raise ValueError(f"timeout_seconds must be >= 0, not {timeout_seconds}")
+    lock = _lock_for(engine, timeout_seconds, describe_holder or _no_description)
+    with lock:
+        yield
+
+
+def applock_sql(timeout_ms: int) -> str:
+    """The T-SQL batch that takes the run lock and returns sp_getapplock's return code."""
+    if timeout_ms < 0:
+        raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
+    # NOCOUNT keeps "rows affected" messages from arriving ahead of the SELECT's result set.
+    return (
+        "SET NOCOUNT ON;\n"
+        "DECLARE @r int;\n"
+        f"EXEC @r = sp_getapplock @Resource = N'{LOCK_RESOURCE}', @LockMode = 'Exclusive', "
+        f"@LockOwner = 'Session', @LockTimeout = {int(timeout_ms)};\n"
+        "SELECT @r;"
+    )
+
+
+def release_applock_sql() -> str:
+    """The T-SQL statement that releases the run lock taken by applock_sql()."""
+    return f"EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = 'Session';"
+
+
+def lock_file_path(database: str | os.PathLike[str]) -> Path:
+    """The sidecar file whose OS lock guards a SQLite database file."""
+    return Path(os.path.abspath(database) + LOCK_FILE_SUFFIX)
+
+
+# --- dispatch ------------------------------------------------------------------------------------
+
+
+def _lock_for(
+    engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
+) -> AbstractContextManager[None]:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        database = _sqlite_file(engine)
+        if database is None:
+            return nullcontext()  # an in-memory database lives and dies with this process
+        return _sqlite_lock(database, timeout_seconds, describe_holder)
+    if dialect == "postgresql":
+        return _postgres_lock(engine, timeout_seconds, describe_holder)
+    if dialect == "mssql":
+        return _mssql_lock(engine, timeout_seconds, describe_holder)
+    raise SetupToolError(
+        f"setup-tool cannot take its run lock on a '{dialect}' database.",
+        "Supported databases are SQL Server, PostgreSQL and SQLite.",
+    )
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine, or None for an in-memory database."""
+    url = engine.url
+    database = url.database or ""
+    if url.query.get("mode") == "memory" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):  # a URI filename (uri=true)
+        database = database.removeprefix("file:")
+        if database in ("", ":memory:"):
+            return None
+    return database
+
+
+# --- shared messages -----------------------------------------------------------------------------
+
+
+def _no_description() -> str | None:
+    return None
+
+
+def _busy_error(
+    where: str, timeout_seconds: float, describe_holder: HolderDescriber
+) -> LockBusyError:
+    try:
+        holder = describe_holder()
+    except Exception:  # the busy lock is the news; a failed lookup must not replace it
+        log.debug("describe_holder failed", exc_info=True)
+        holder = None
+    waited = f" (waited {timeout_seconds:g} s)" if timeout_seconds > 0 else ""
+    who = f"It is held by {holder}." if holder else "The holder could not be identified."
+    return LockBusyError(
+        f"Another setup-tool run holds the lock on this database ({where}){waited}. {who}",
+        "Wait for that run to finish and start again (or pass a longer lock timeout), or check "
+        "that process: the lock is released as soon as it ends, even if it crashed.",
+    )
+
+
+def _lock_failed(where: str, exc: BaseException) -> SetupToolError:
+    reason = getattr(exc, "orig", None) or exc
+    detail = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+    return SetupToolError(
+        f"Could not take the setup-tool run lock on {where}: {detail}",
+        "Check that the database is reachable and that this login may connect to it.",
+    )
+
+
+def _deadline(timeout_seconds: float) -> float:
+    return time.monotonic() + timeout_seconds
+
+
+def _wait_or_give_up(deadline: float) -> bool:
+    """Sleep one poll interval; False once the deadline has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    time.sleep(min(POLL_INTERVAL_SECONDS, remaining))
+    return True
+
+
+# --- SQLite: OS file lock on a sidecar file ------------------------------------------------------
+
+
+@contextmanager
+def _sqlite_lock(
+    database: str, timeout_seconds: float, describe_holder: HolderDescriber
+) -> Iterator[None]:
+    path = lock_file_path(database)
+    deadline = _deadline(timeout_seconds)
+    while (fd := _try_lock_file(path)) is None:
+        if not _wait_or_give_up(deadline):
+            raise _busy_error(str(path), timeout_seconds, describe_holder)
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the OS lock
+
+
+def _try_lock_file(path: Path) -> int | None:
+    """An open descriptor holding the lock on `path`, or None if another one holds it."""
+    try:
+        # Read-only is enough to lock, and works for every user who can read a file left by
+        # another user's run.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _lock_failed(str(path), exc) from exc
+    if _os_lock(fd):
+        return fd
+    os.close(fd)
+    return None
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _os_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _os_lock(fd: int) -> bool:
+        # flock, not lockf: flock locks belong to the open file, so they also exclude a second
+        # run_lock in this same process, and they vanish when the process dies.
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+# --- server databases: a dedicated session -------------------------------------------------------
+
+
+@contextmanager
+def _dedicated_session(engine: Engine) -> Iterator[Connection]:
+    """A connection of its own, in autocommit, that is closed (never pooled) afterwards.
+
+    Autocommit keeps the session from sitting "idle in transaction" for the whole run;
+    invalidating it on exit guarantees a session-level lock can never ride back into the pool.
+    """
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except SQLAlchemyError as exc:
+        raise _lock_failed(where, exc) from exc
+    try:
+        yield conn
+    finally:
+        conn.invalidate()
+        conn.close()
+
+
+def _release_quietly(conn: Connection, statement: str) -> None:
+    # If the session already died, the server released the lock with it: nothing to report.
+    try:
+        conn.exec_driver_sql(statement)
+    except SQLAlchemyError:
+        log.warning("Could not release the run lock explicitly; its session has ended anyway.")
+
+
+@contextmanager
+def _postgres_lock(
+    engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
+) -> Iterator[None]:
+    where = engine.url.render_as_string(hide_password=True)
+    with _dedicated_session(engine) as conn:
+        deadline = _deadline(timeout_seconds)
+        while not _try_advisory_lock(conn, where):
+            if not _wait_or_give_up(deadline):
+                raise _busy_error(where, timeout_seconds, describe_holder)
+        try:
+            yield
+        finally:
+            _release_quietly(conn, f"SELECT pg_advisory_unlock({POSTGRES_LOCK_KEY})")
+
+
+def _try_advisory_lock(conn: Connection, where: str) -> bool:
+    try:
+        statement = text("SELECT pg_try_advisory_lock(:key)")
+        return bool(conn.execute(statement, {"key": POSTGRES_LOCK_KEY}).scalar_one())
+    except SQLAlchemyError as exc:
+        raise _lock_failed(where, exc) from exc
+
+
+@contextmanager
+def _mssql_lock(
+    engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
+) -> Iterator[None]:
+    where = engine.url.render_as_string(hide_password=True)
+    with _dedicated_session(engine) as conn:
+        # sp_getapplock waits server-side, so there is nothing to poll.
+        try:
+            code = conn.exec_driver_sql(applock_sql(round(timeout_seconds * 1000))).scalar()
+        except SQLAlchemyError as exc:
+            raise _lock_failed(where, exc) from exc
+        if not applock_acquired(code):
+            raise _busy_error(where, timeout_seconds, describe_holder)
+        try:
+            yield
+        finally:
+            _release_quietly(conn, release_applock_sql())
+
+
+def applock_acquired(code: object) -> bool:
+    """Interpret sp_getapplock's return code: True if granted, False if it timed out (busy).
+
+    Raises SetupToolError for every other outcome.
+    """
+    if code in _APPLOCK_GRANTED:
+        return True
+    if code == _APPLOCK_TIMEOUT:
+        return False
+    reason = _APPLOCK_FAILURES.get(code if isinstance(code, int) else 0, f"it returned {code!r}")
+    raise SetupToolError(
+        f"SQL Server refused the setup-tool run lock: {reason}.",
+        "Try again; if it keeps failing, check the login's rights on the database.",
+    )

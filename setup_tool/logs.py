@@ -1,0 +1,51 @@
+"""Logging: full detail with timestamps to the log file, a readable console, no secrets anywhere."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from setup_tool.errors import SetupToolError
+
+LOGGER = logging.getLogger("setup_tool")
+
+
+class SecretFilter(logging.Filter):
+    """Defence in depth: even a message that should never hold the password is scrubbed."""
+
+    def __init__(self, secret: str | None) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret:
+            from setup_tool.connection import scrub_secret  # lazily: keeps --help fast
+
+            record.msg = scrub_secret(record.getMessage(), self.secret)
+            record.args = None
+        return True
+
+
+def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) -> None:
+    LOGGER.setLevel(logging.DEBUG)
+    for handler in list(LOGGER.handlers):
+        LOGGER.removeHandler(handler)
+        handler.close()
+    LOGGER.propagate = False
+    secret_filter = SecretFilter(secret)
+    if log_file is not None:
+        try:
+            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as error:
+            raise SetupToolError(f"Cannot write the log file {log_file}: {error.strerror}.",
+                                 "Choose another place with --log-file.") from None
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        handler.setLevel(logging.DEBUG)
+        handler.addFilter(secret_filter)
+        LOGGER.addHandler(handler)
+    if verbose:
+        console = logging.StreamHandler()
+        console.setLevel(logging.DEBUG)
+        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        console.addFilter(secret_filter)
+        LOGGER.addHandler(console)

@@ -1,0 +1,157 @@
+"""Reading SuperOffice UserPreference rows: levels, owners, and Bool values in their wild forms."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, select
+
+from setup_tool.schema import SuperOfficeTables
+
+SYSTEM_LEVEL = 2  # "system wide" (owner 0): the Global preferences tab
+HARD_DEFAULT_LEVEL = 1
+OVERRIDE_LEVELS = (3, 4, 5)  # database, group, individual
+LEVEL_NAMES = {1: "hard default", 2: "system", 3: "database", 4: "group", 5: "individual"}
+
+DIARY_SYNC = ("Mail", "DiarySynchronizerActive")
+ENABLE_TRAVEL = ("Travel", "EnableTravel")
+
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def parse_bool(value: str | None) -> bool | None:
+    """SuperOffice Bool preferences appear as 1/0, True/False and Yes/No; None if it is not a Bool."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class BoolEncoding:
+    on: str
+    off: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.on}/{self.off}"
+
+
+_ENCODINGS = {
+    "1": BoolEncoding("1", "0"),
+    "0": BoolEncoding("1", "0"),
+    "true": BoolEncoding("True", "False"),
+    "false": BoolEncoding("True", "False"),
+    "yes": BoolEncoding("Yes", "No"),
+    "no": BoolEncoding("Yes", "No"),
+}
+DEFAULT_ENCODING = BoolEncoding("1", "0")
+
+
+def detect_encoding(values: Iterable[str | None]) -> BoolEncoding:
+    """The Bool spelling the database uses most (its exact casing kept); 1/0 when there is none."""
+    spellings: Counter[str] = Counter()
+    for value in values:
+        if value is not None and parse_bool(value) is not None:
+            spellings[value.strip()] += 1
+    if not spellings:
+        return DEFAULT_ENCODING
+    family: Counter[str] = Counter()
+    for spelling, count in spellings.items():
+        family[_ENCODINGS[spelling.lower()].on] += count
+    winner = family.most_common(1)[0][0]
+    if winner == "1":
+        return DEFAULT_ENCODING
+    # Keep the database's own casing ("TRUE", "true"...) for the winning family.
+    ons = [s for s in spellings if s.lower() == winner.lower()]
+    offs = [s for s in spellings if _ENCODINGS[s.lower()].on == winner and parse_bool(s) is False]
+    on = max(ons, key=lambda s: spellings[s]) if ons else winner
+    off = max(offs, key=lambda s: spellings[s]) if offs else _ENCODINGS[winner.lower()].off
+    return BoolEncoding(on, off)
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    id: int
+    deflevel: int
+    maxlevel: int
+    owner_id: int
+    section: str
+    key: str
+    value: str | None
+    registered: datetime | None
+    updated: datetime | None
+    updated_count: int
+
+    @property
+    def on(self) -> bool | None:
+        return parse_bool(self.value)
+
+    @property
+    def level_name(self) -> str:
+        return LEVEL_NAMES.get(self.deflevel, f"level {self.deflevel}")
+
+    def describe(self) -> str:
+        return (
+            f"UserPreference row {self.id}: {self.section}/{self.key} = {self.value!r} "
+            f"({self.level_name} level {self.deflevel}, owner {self.owner_id})"
+        )
+
+
+def preference_rows(
+    conn: Connection, tables: SuperOfficeTables, section: str, key: str
+) -> list[PreferenceRow]:
+    """All rows of one preference at every level (names compared case-insensitively)."""
+    up = tables.userpreference
+    query = (
+        select(
+            up.c.userpreference_id, up.c.deflevel, up.c.maxlevel, up.c.owner_id, up.c.prefsection,
+            up.c.prefkey, up.c.prefvalue, up.c.registered, up.c.updated, up.c.updatedCount,
+        )
+        .where(func.lower(up.c.prefsection) == section.lower())
+        .where(func.lower(up.c.prefkey) == key.lower())
+        .order_by(up.c.deflevel, up.c.owner_id, up.c.userpreference_id)
+    )
+    return [PreferenceRow(*row) for row in conn.execute(query)]
+
+
+def bool_values_in_use(conn: Connection, tables: SuperOfficeTables) -> list[str | None]:
+    """Every distinct Bool-looking preference value with its frequency expanded (for encoding)."""
+    up = tables.userpreference
+    candidates = sorted(_TRUE | _FALSE)
+    query = (
+        select(up.c.prefvalue, func.count())
+        .where(func.lower(func.trim(up.c.prefvalue)).in_(candidates))
+        .group_by(up.c.prefvalue)
+    )
+    values: list[str | None] = []
+    for value, count in conn.execute(query):
+        values.extend([value] * int(count))
+    return values
+
+
+def system_rows(rows: Iterable[PreferenceRow]) -> list[PreferenceRow]:
+    return [r for r in rows if r.deflevel == SYSTEM_LEVEL and r.owner_id == 0]
+
+
+def effective_system_value(rows: list[PreferenceRow]) -> bool | None:
+    """What users without an override get: the system row, else the hard default; None if unset.
+
+    Duplicate system rows exist in the wild (the index is not unique); the newest id wins, as the
+    row SuperOffice itself would most recently have written.
+    """
+    system = system_rows(rows)
+    if system:
+        return max(system, key=lambda r: r.id).on
+    defaults = [r for r in rows if r.deflevel == HARD_DEFAULT_LEVEL]
+    if defaults:
+        return max(defaults, key=lambda r: r.id).on
+    return None

@@ -1,0 +1,320 @@
+"""Render the report and history models as text, Markdown, HTML or JSON, and write them safely.
+
+The core builds plain JSON-able dicts (see docs/report.schema.json and docs/history.schema.json);
+this module only presents them. Every value may come from the customer database, so each format
+neutralises what could harm its reader: control characters on a console, Markdown syntax in a
+ticket, markup in a browser.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import secrets
+import textwrap
+import unicodedata
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import jinja2
+
+from setup_tool.errors import SetupToolError, UsageError
+from setup_tool.resources import templates_dir
+
+ReportFormat = Literal["text", "md", "html", "json"]
+REPORT_FORMATS: tuple[ReportFormat, ...] = ("text", "md", "html", "json")
+
+_FORMAT_NAMES: dict[str, ReportFormat] = {
+    "text": "text",
+    "txt": "text",
+    "md": "md",
+    "markdown": "md",
+    "html": "html",
+    "htm": "html",
+    "json": "json",
+}
+_SUFFIX_FORMATS: dict[str, ReportFormat] = {
+    ".txt": "text",
+    ".md": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+}
+_TEMPLATE_SUFFIX: dict[ReportFormat, str] = {"text": ".txt.j2", "md": ".md.j2", "html": ".html"}
+
+OUTCOME_LABELS: dict[str, str] = {
+    "changes_pending": "Will change",
+    "nothing_to_do": "Nothing to do",
+    "done": "Done",
+    "action_required": "Done, action required",
+    "blocked": "Blocked",
+    "failed": "Failed",
+    "interrupted": "Interrupted",
+}
+_PLANNED_DECISIONS = {"change": "will change", "done": "already done", "skip": "skipped"}
+_APPLIED_DECISIONS = {"change": "changed", "done": "already done", "skip": "skipped"}
+STATUS_LABELS: dict[str, str] = {
+    "ok": "ok",
+    "too_old": "too old",
+    "undetermined": "undetermined",
+    "unknown_version": "version unknown",
+    "absent": "not in use",
+    "licensed_only": "licensed only",
+}
+
+
+def infer_format(path: Path | None, requested: str | None) -> ReportFormat:
+    """The format asked for wins; otherwise the file suffix decides; otherwise plain text."""
+    if requested is not None:
+        fmt = _FORMAT_NAMES.get(requested.strip().lower())
+        if fmt is None:
+            raise UsageError(
+                f"Unknown report format '{requested}'.",
+                "Use one of: " + ", ".join(REPORT_FORMATS) + " (--format).",
+            )
+        return fmt
+    if path is not None:
+        return _SUFFIX_FORMATS.get(path.suffix.lower(), "text")
+    return "text"
+
+
+def render_report(report: Mapping[str, Any], fmt: ReportFormat) -> str:
+    """The report in `fmt`; JSON is the model itself, the others come from templates/report.*."""
+    return _render("report", report, fmt)
+
+
+def render_history(history: Mapping[str, Any], fmt: ReportFormat) -> str:
+    """Past runs in `fmt`; JSON is the model itself, the others come from templates/history.*."""
+    return _render("history", history, fmt)
+
+
+def _render(name: str, model: Mapping[str, Any], fmt: ReportFormat) -> str:
+    if fmt == "json":
+        return json.dumps(model, indent=2, sort_keys=False, default=str) + "\n"
+    template = _environment().get_template(name + _TEMPLATE_SUFFIX[fmt])
+    return template.render(model)
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) so that `path` holds either its old content or all of the new.
+
+    Any OSError becomes a SetupToolError naming the path, so the CLI never shows a traceback.
+    """
+    # The temporary file sits next to the target so os.replace stays on one file system.
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_and_sync(temporary, text.encode("utf-8"))
+        os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise _write_error(path, error) from error
+
+
+def _write_and_sync(path: Path, data: bytes) -> None:
+    # os.open with 0o666 lets the umask decide the mode, as for any file the user creates.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        # A full disk may only show on fsync: better here than as a truncated report later.
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would otherwise translate "\n"
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass  # it was never created, or the folder is gone: nothing to clean up
+
+
+_WHY: dict[int, tuple[str, str]] = {
+    errno.ENOENT: ("its folder does not exist", "Create the folder or choose another path."),
+    errno.ENOTDIR: (
+        "a part of its folder path is a file, not a folder",
+        "Choose a path inside an existing folder.",
+    ),
+    errno.EISDIR: ("it is a folder", "Give a file name, not a folder."),
+    errno.EACCES: ("permission denied", "Choose a folder you can write to."),
+    errno.EPERM: ("permission denied", "Choose a folder you can write to."),
+    errno.EROFS: ("the file system is read-only", "Choose a folder on a writable disk."),
+    errno.ENOSPC: ("the disk is full", "Free some space or choose another disk."),
+    errno.EDQUOT: ("the disk quota is exhausted", "Free some space or choose another disk."),
+    errno.ENAMETOOLONG: ("the file name is too long", "Choose a shorter path."),
+}
+
+
+def _write_error(path: Path, error: OSError) -> SetupToolError:
+    why, hint = _WHY.get(error.errno or 0, (error.strerror or str(error), "Choose another path."))
+    return SetupToolError(
+        f"Cannot write the file '{path}': {why}. Nothing was written there.",
+        f"{hint} The database work itself is not affected by this.",
+    )
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        # Only report.html/history.html hold markup; text and Markdown escape their own way.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_without_control_characters,
+    )
+    environment.filters.update(
+        plain=plain,
+        wrap=wrap,
+        md=markdown_text,
+        md_code=markdown_code,
+        fence=markdown_fence,
+        seconds=describe_seconds,
+        outcome_label=outcome_label,
+        status_label=status_label,
+        ids=describe_ids,
+        onoff=describe_flag,
+    )
+    environment.globals.update(decision_label=decision_label)
+    return environment
+
+
+def _without_control_characters(value: object) -> object:
+    # A last guard for every {{ }}: a value no filter cleaned still cannot reach a terminal or
+    # page as an escape sequence. Newlines stay (SQL needs them); Markup stays Markup.
+    if isinstance(value, str):
+        return type(value)(plain(value, keep_newlines=True))
+    return value
+
+
+def outcome_label(outcome: str) -> str:
+    return OUTCOME_LABELS.get(outcome, outcome.replace("_", " ").capitalize())
+
+
+def decision_label(decision: str, mode: str) -> str:
+    """What a step's decision means to a reader: a dry run plans, an upgrade or undo applied."""
+    labels = _PLANNED_DECISIONS if mode in ("dry-run", "detect") else _APPLIED_DECISIONS
+    return labels.get(decision, decision)
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status.replace("_", " "))
+
+
+# Bidirectional overrides can make a console or page show text in another order than it is.
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def plain(value: object, keep_newlines: bool = False) -> str:
+    """`value` as one printable line (or lines): no escape sequences a terminal would obey."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r\n", "\n").replace("\t", "    ")
+    if not keep_newlines:
+        text = text.replace("\n", " ")
+    return "".join(_printable(char) for char in text)
+
+
+def _printable(char: str) -> str:
+    if char == "\n":
+        return char
+    if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    return char
+
+
+def wrap(value: object, width: int = 100, indent: str = "", first: str | None = None) -> str:
+    """Wrap a one-line value for the console; the first line may carry a label (`first`)."""
+    lines = textwrap.wrap(
+        plain(value),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines) if lines else (indent if first is None else first).rstrip()
+
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that start
+# markup inline or in a GFM table cell.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|&~!])")
+# Intraword underscores never make emphasis, so "ProductVersion_id" stays readable unescaped.
+_MARKDOWN_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# At the start of a line these open a heading, a list or a rule; "8.5 R10" is not a list item.
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d{1,9}[.)](?=\s|$))")
+
+
+def markdown_text(value: object) -> str:
+    """`value` as literal Markdown text on one line, safe inside a table cell or a list item."""
+    text = plain(value).strip()
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    text = _MARKDOWN_UNDERSCORE.sub(r"\\_", text)
+    return _MARKDOWN_LINE_START.sub(_escape_line_start, text)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    marker = match.group(2)
+    if marker[0].isdigit():  # "1." would start an ordered list
+        return match.group(1) + marker[:-1] + "\\" + marker[-1]
+    return match.group(1) + "\\" + marker
+
+
+def markdown_code(value: object, cell: bool = True) -> str:
+    """`value` as an inline code span that no backtick (nor, in a table `cell`, pipe) can end."""
+    text = plain(value)
+    if cell:  # GFM splits cells before parsing code spans; outside a table "\|" shows as is
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{padding}{text}{padding}{ticks}"
+
+
+def markdown_fence(value: object, language: str = "") -> str:
+    """A fenced code block longer than any backtick run inside, so the content cannot close it."""
+    text = plain(value, keep_newlines=True).rstrip("\n")
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def describe_seconds(seconds: float | None) -> str:
+    """A duration a person reads at a glance: "0.4 s", "42 s", "3 min 5 s", "2 h 10 min"."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, rest = divmod(whole, 3600)
+    return f"{hours} h {rest // 60} min"
+
+
+def describe_ids(ids: object, limit: int = 20) -> str:
+    """Sample ids as "1, 2, 3 and 17 more"; an empty list says "none"."""
+    values = [str(item) for item in cast(list[object], ids or [])]
+    if not values:
+        return "none"
+    shown = ", ".join(values[:limit])
+    return f"{shown} and {len(values) - limit} more" if len(values) > limit else shown
+
+
+def describe_flag(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
