@@ -223,6 +223,8 @@ def _open(settings: ConnectionSettings, read_only: bool) -> Database:
              "or --config. Always writes a log file.")
 @option("--dry-run", is_flag=True,
         help="Change nothing; report what a real run would do, with row counts and SQL.")
+@option("-y", "--yes", is_flag=True,
+        help="Wizard: answer yes to the confirmation (findings and plan are still shown).")
 @option("--detailed-exitcode", is_flag=True,
         help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.")
 @option("--fix-overrides", is_flag=True,
@@ -273,7 +275,8 @@ def upgrade(ctx: click.Context, **o: Any) -> int:
             preview = UpgradeResult(plan, "dry-run", outcome, code)
             return render_report(report_model(preview, db), "text")
 
-        interaction = UnattendedInteraction() if unattended else WizardInteraction(console, describe)
+        interaction = UnattendedInteraction() if unattended else WizardInteraction(console, describe,
+                                                                            assume_yes=o["yes"])
         lock_timeout = o["lock_timeout"] if o["lock_timeout"] is not None else \
             (0.0 if unattended else 30.0)
         progress = console.progress("Marking invite appointments")

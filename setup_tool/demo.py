@@ -17,13 +17,13 @@ import random
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Index, Table, create_engine
+from sqlalchemy import Connection, Index, SmallInteger, Table, create_engine
 from sqlalchemy.engine import URL
 
 from setup_tool.errors import UsageError
@@ -41,7 +41,8 @@ _T = TypeVar("_T")
 CHUNK_ROWS = 10_000
 FIRST_APPOINTMENT_ID = 1000
 HISTORY = timedelta(days=5 * 365)
-UPDATED_COUNT_CAP = 65535  # updatedCount is a 16-bit unsigned counter
+UPDATED_COUNT_CAP = 65535  # updatedCount is a 16-bit unsigned counter in SuperOffice
+SIGNED_SMALLINT_MAX = 32767  # ...but a SMALLINT column on a server engine stops here
 
 # SuperOffice's table numbers (database reference); only their distinctness matters to the tool.
 TABLE_NUMBERS = {
@@ -152,6 +153,7 @@ class DemoSummary:
     synchronizer_version: str | None
     travel: bool
     now: datetime
+    updated_count_cap: int  # the highest updatedCount written (the column's 16-bit cap)
 
     def lines(self) -> list[str]:
         """The summary as short sentences for the console."""
@@ -178,19 +180,26 @@ class DemoSummary:
 def create_demo_schema(conn: Connection, schema: str | None = None) -> SuperOfficeTables:
     """Create the canonical SuperOffice tables (documented names) and SuperOffice's indexes."""
     tables = canonical_tables(schema)
-    # The index on mother_id is what makes finding a meeting's rows fast in real databases.
-    Index("IDXAppointmentMother_id", tables.appointment.c.mother_id)
-    Index("IDXAppointmentAssoc", tables.appointment.c.associate_id, tables.appointment.c.activeDate)
-    preference = tables.userpreference.c
+    tables.appointment.metadata.create_all(conn)
+    for index in _demo_indexes(tables):  # one by one: create_all would order them at random
+        index.create(conn)
+    return tables
+
+
+def _demo_indexes(tables: SuperOfficeTables) -> list[Index]:
+    appointment, preference = tables.appointment.c, tables.userpreference.c
     lookup = (preference.prefsection, preference.prefkey, preference.deflevel, preference.owner_id)
-    Index("IDXUserPreference", *lookup)  # not unique: duplicates exist in the wild
+    indexes = [
+        # The index on mother_id is what makes finding a meeting's rows fast in real databases.
+        Index("IDXAppointmentMother_id", appointment.mother_id),
+        Index("IDXAppointmentAssoc", appointment.associate_id, appointment.activeDate),
+        Index("IDXUserPreference", *lookup),  # not unique: duplicates exist in the wild
+    ]
     if tables.productversion is not None:
         version = tables.productversion.c
-        Index(
-            "IDXProductVersion", version.ownerName, version.codeName, version.version, unique=True
-        )
-    tables.appointment.metadata.create_all(conn)
-    return tables
+        unique = (version.ownerName, version.codeName, version.version)
+        indexes.append(Index("IDXProductVersion", *unique, unique=True))
+    return indexes
 
 
 def _associate_table(tables: SuperOfficeTables) -> Table | None:
@@ -349,20 +358,25 @@ class _Meeting:
     owner: int
     internal: list[int]
     external: list[int]
-    invite: bool = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.invite = bool(self.external)
+    @property
+    def invite(self) -> bool:
+        return bool(self.external)
 
 
 class _AppointmentGenerator:
     """Yields appointment rows in id order; rows of a meeting may be far apart."""
 
-    def __init__(self, options: DemoOptions, people: _People, now: datetime) -> None:
+    def __init__(
+        self, options: DemoOptions, people: _People, now: datetime, updated_count_cap: int
+    ) -> None:
         self.options = options
+        self.updated_count_cap = updated_count_cap
         self.people = people
         self.now = now
         self.start = now - HISTORY
+        self._seconds_per_row = HISTORY.total_seconds() / max(options.appointments, 1)
+        self._latest_registered = HISTORY.total_seconds() - 3600  # an hour before now
         self.dice = _Dice(f"{options.seed}:appointments")
         self.ids = _AppointmentIds(self.dice, options.appointments)
         self.tally = _Tally()
@@ -403,9 +417,8 @@ class _AppointmentGenerator:
 
     def _registered(self) -> datetime:
         # Registration follows the id order over five years, with a few days of jitter.
-        position = self._built / max(self.options.appointments, 1)
-        seconds = position * HISTORY.total_seconds() + (self.dice.random() * 4 - 2) * 86400
-        seconds = min(max(seconds, 0.0), HISTORY.total_seconds() - 3600)
+        seconds = self._built * self._seconds_per_row + (self.dice.random() * 4 - 2) * 86400
+        seconds = min(max(seconds, 0.0), self._latest_registered)
         return self.start + timedelta(seconds=int(seconds))
 
     def _active_date(self, registered: datetime) -> datetime:
@@ -418,7 +431,7 @@ class _AppointmentGenerator:
         if draw < 0.45:
             row.update(updated=NEVER, updated_associate_id=0, updatedCount=0)
             return
-        count = UPDATED_COUNT_CAP if draw < 0.455 else 1 + int(self.dice.expovariate(0.4))
+        count = self.updated_count_cap if draw < 0.455 else 1 + int(self.dice.expovariate(0.4))
         later = self.dice.random() * (self.now - registered).total_seconds()
         updated = registered + timedelta(seconds=max(1, int(later)))
         row.update(updated=updated, updated_associate_id=by, updatedCount=count)
@@ -616,6 +629,15 @@ def _insert_appointments(
             progress(done, total)
 
 
+def updated_count_cap(conn: Connection, table: Table) -> int:
+    """The highest updatedCount `table` can hold: SuperOffice's 65535, unless the column is a
+    signed SMALLINT on a server engine (PostgreSQL, SQL Server), where 65535 is out of range."""
+    column_type = table.c.updatedCount.type
+    if conn.dialect.name != "sqlite" and isinstance(column_type, SmallInteger):
+        return SIGNED_SMALLINT_MAX
+    return UPDATED_COUNT_CAP
+
+
 def _optional_appointment_values(table: Table) -> Row:
     # Newer versions' columns, when the given table has them (a DBA script may make them NOT NULL).
     defaults = {"SendEmail": 0, "owned_externally": 0}
@@ -766,7 +788,8 @@ def populate_demo(
     now = options.resolved_now()
     people = _plan_people(options.appointments)
     _insert_people(conn, tables, people, options.seed, now)
-    generator = _AppointmentGenerator(options, people, now)
+    cap = updated_count_cap(conn, tables.appointment)
+    generator = _AppointmentGenerator(options, people, now, cap)
     _insert_appointments(conn, tables, generator, progress)
     max_ids = {
         "appointment": generator.tally.last_id,
@@ -777,7 +800,7 @@ def populate_demo(
     present = {name: max_id for name, max_id in max_ids.items() if _has_table(tables, name)}
     rng = random.Random(f"{options.seed}:sequence")
     _insert(conn, tables.sequence, _sequence_rows(rng, present))
-    return _summary(options, people, generator.tally, now)
+    return _summary(options, people, generator, now)
 
 
 def _insert_settings(
@@ -824,7 +847,10 @@ def _has_table(tables: SuperOfficeTables, name: str) -> bool:
     return getattr(tables, slot) is not None
 
 
-def _summary(options: DemoOptions, people: _People, tally: _Tally, now: datetime) -> DemoSummary:
+def _summary(
+    options: DemoOptions, people: _People, generator: _AppointmentGenerator, now: datetime
+) -> DemoSummary:
+    tally = generator.tally
     return DemoSummary(
         appointments=tally.rows,
         meetings=tally.meetings,
@@ -843,6 +869,7 @@ def _summary(options: DemoOptions, people: _People, tally: _Tally, now: datetime
         synchronizer_version=options.synchronizer_version,
         travel=options.travel,
         now=now,
+        updated_count_cap=generator.updated_count_cap,
     )
 
 

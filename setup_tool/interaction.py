@@ -42,10 +42,14 @@ class WizardInteraction:
     """Asks on the terminal; shows the findings and the plan before the one confirmation."""
 
     def __init__(
-        self, console: Console, describe_plan: Callable[[UpgradePlan], str] | None = None
+        self,
+        console: Console,
+        describe_plan: Callable[[UpgradePlan], str] | None = None,
+        assume_yes: bool = False,
     ) -> None:
         self.console = console
         self.describe_plan = describe_plan
+        self.assume_yes = assume_yes
 
     def answer_superoffice_version(self, findings: Findings) -> str | None:
         self._show_evidence("SuperOffice version", [e.detail for e in findings.superoffice.evidence])
@@ -83,4 +87,7 @@ class WizardInteraction:
     def confirm(self, plan: UpgradePlan) -> bool:
         if self.describe_plan is not None:
             self.console.say(self.describe_plan(plan))
+        if self.assume_yes:
+            click.echo("Applying the plan (--yes).", err=True)
+            return True
         return click.confirm("Apply these changes to the database now?", default=False, err=True)

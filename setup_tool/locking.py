@@ -156,6 +156,13 @@ def _busy_error(
     )
 
 
+def _server_target(engine: Engine) -> str:
+    """Which database, for messages: never the URL itself, whose query may carry a password."""
+    url = engine.url
+    port = f":{url.port}" if url.port else ""
+    return f"database '{url.database or '(default)'}' on {url.host or '(default host)'}{port}"
+
+
 def _lock_failed(where: str, exc: BaseException) -> SetupToolError:
     reason = getattr(exc, "orig", None) or exc
     detail = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
@@ -243,7 +250,7 @@ def _dedicated_session(engine: Engine) -> Iterator[Connection]:
     Autocommit keeps the session from sitting "idle in transaction" for the whole run;
     invalidating it on exit guarantees a session-level lock can never ride back into the pool.
     """
-    where = engine.url.render_as_string(hide_password=True)
+    where = _server_target(engine)
     try:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except SQLAlchemyError as exc:
@@ -267,7 +274,7 @@ def _release_quietly(conn: Connection, statement: str) -> None:
 def _postgres_lock(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
 ) -> Iterator[None]:
-    where = engine.url.render_as_string(hide_password=True)
+    where = _server_target(engine)
     with _dedicated_session(engine) as conn:
         deadline = _deadline(timeout_seconds)
         while not _try_advisory_lock(conn, where):
@@ -291,7 +298,7 @@ def _try_advisory_lock(conn: Connection, where: str) -> bool:
 def _mssql_lock(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
 ) -> Iterator[None]:
-    where = engine.url.render_as_string(hide_password=True)
+    where = _server_target(engine)
     with _dedicated_session(engine) as conn:
         # sp_getapplock waits server-side, so there is nothing to poll.
         try:

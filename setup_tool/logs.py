@@ -8,6 +8,9 @@ from pathlib import Path
 from setup_tool.errors import SetupToolError
 
 LOGGER = logging.getLogger("setup_tool")
+# Without a handler, logging's "last resort" prints warnings and errors (with tracebacks) on
+# stderr: the console already shows every error once, in plain words.
+LOGGER.addHandler(logging.NullHandler())
 
 
 class SecretFilter(logging.Filter):
@@ -32,6 +35,7 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
         LOGGER.removeHandler(handler)
         handler.close()
     LOGGER.propagate = False
+    LOGGER.addHandler(logging.NullHandler())  # see above: never the last-resort handler
     secret_filter = SecretFilter(secret)
     if log_file is not None:
         try:

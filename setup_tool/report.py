@@ -8,6 +8,7 @@ ticket, markup in a browser.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,10 +16,10 @@ import re
 import secrets
 import textwrap
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import jinja2
 
@@ -46,7 +47,7 @@ _SUFFIX_FORMATS: dict[str, ReportFormat] = {
 }
 _TEMPLATE_SUFFIX: dict[ReportFormat, str] = {"text": ".txt.j2", "md": ".md.j2", "html": ".html"}
 
-OUTCOME_LABELS: dict[str, str] = {
+_OUTCOME_LABELS: dict[str, str] = {
     "changes_pending": "Will change",
     "nothing_to_do": "Nothing to do",
     "done": "Done",
@@ -57,7 +58,7 @@ OUTCOME_LABELS: dict[str, str] = {
 }
 _PLANNED_DECISIONS = {"change": "will change", "done": "already done", "skip": "skipped"}
 _APPLIED_DECISIONS = {"change": "changed", "done": "already done", "skip": "skipped"}
-STATUS_LABELS: dict[str, str] = {
+_STATUS_LABELS: dict[str, str] = {
     "ok": "ok",
     "too_old": "too old",
     "undetermined": "undetermined",
@@ -99,6 +100,9 @@ def _render(name: str, model: Mapping[str, Any], fmt: ReportFormat) -> str:
     return template.render(model)
 
 
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would otherwise turn "\n" into "\r\n"
+
+
 def write_text_file(path: Path, text: str) -> None:
     """Write `text` (UTF-8) so that `path` holds either its old content or all of the new.
 
@@ -127,14 +131,10 @@ def _write_and_sync(path: Path, data: bytes) -> None:
         os.close(descriptor)
 
 
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would otherwise translate "\n"
-
-
 def _remove_quietly(path: Path) -> None:
-    try:
+    # It may never have been created, or its folder is gone: then there is nothing to clean up.
+    with contextlib.suppress(OSError):
         path.unlink()
-    except OSError:
-        pass  # it was never created, or the folder is gone: nothing to clean up
 
 
 _WHY: dict[int, tuple[str, str]] = {
@@ -149,6 +149,7 @@ _WHY: dict[int, tuple[str, str]] = {
     errno.EROFS: ("the file system is read-only", "Choose a folder on a writable disk."),
     errno.ENOSPC: ("the disk is full", "Free some space or choose another disk."),
     errno.EDQUOT: ("the disk quota is exhausted", "Free some space or choose another disk."),
+    errno.EFBIG: ("it would be larger than this system allows", "Choose another disk."),
     errno.ENAMETOOLONG: ("the file name is too long", "Choose a shorter path."),
 }
 
@@ -186,7 +187,6 @@ def _environment() -> jinja2.Environment:
         outcome_label=outcome_label,
         status_label=status_label,
         ids=describe_ids,
-        onoff=describe_flag,
     )
     environment.globals.update(decision_label=decision_label)
     return environment
@@ -201,7 +201,7 @@ def _without_control_characters(value: object) -> object:
 
 
 def outcome_label(outcome: str) -> str:
-    return OUTCOME_LABELS.get(outcome, outcome.replace("_", " ").capitalize())
+    return _OUTCOME_LABELS.get(outcome, outcome.replace("_", " ").capitalize())
 
 
 def decision_label(decision: str, mode: str) -> str:
@@ -211,7 +211,7 @@ def decision_label(decision: str, mode: str) -> str:
 
 
 def status_label(status: str) -> str:
-    return STATUS_LABELS.get(status, status.replace("_", " "))
+    return _STATUS_LABELS.get(status, status.replace("_", " "))
 
 
 # Bidirectional overrides can make a console or page show text in another order than it is.
@@ -254,7 +254,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|&~!])")
 # Intraword underscores never make emphasis, so "ProductVersion_id" stays readable unescaped.
 _MARKDOWN_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 # At the start of a line these open a heading, a list or a rule; "8.5 R10" is not a list item.
-_MARKDOWN_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d{1,9}[.)](?=\s|$))")
+_MARKDOWN_LINE_START = re.compile(r"^([#+\-=]|\d{1,9}[.)](?=\s|$))")
 
 
 def markdown_text(value: object) -> str:
@@ -266,10 +266,10 @@ def markdown_text(value: object) -> str:
 
 
 def _escape_line_start(match: re.Match[str]) -> str:
-    marker = match.group(2)
-    if marker[0].isdigit():  # "1." would start an ordered list
-        return match.group(1) + marker[:-1] + "\\" + marker[-1]
-    return match.group(1) + "\\" + marker
+    marker = match.group(1)
+    if marker[0].isdigit():  # "1." would start an ordered list: escape the dot, not the digit
+        return marker[:-1] + "\\" + marker[-1]
+    return "\\" + marker
 
 
 def markdown_code(value: object, cell: bool = True) -> str:
@@ -295,6 +295,8 @@ def describe_seconds(seconds: float | None) -> str:
     """A duration a person reads at a glance: "0.4 s", "42 s", "3 min 5 s", "2 h 10 min"."""
     if seconds is None:
         return "unknown"
+    if seconds < 0.05:  # "0.0 s" would read as if nothing were to happen
+        return "under 0.1 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     whole = round(seconds)
@@ -307,14 +309,10 @@ def describe_seconds(seconds: float | None) -> str:
     return f"{hours} h {rest // 60} min"
 
 
-def describe_ids(ids: object, limit: int = 20) -> str:
+def describe_ids(ids: Sequence[object], limit: int = 20) -> str:
     """Sample ids as "1, 2, 3 and 17 more"; an empty list says "none"."""
-    values = [str(item) for item in cast(list[object], ids or [])]
+    values = [str(item) for item in ids]
     if not values:
         return "none"
     shown = ", ".join(values[:limit])
     return f"{shown} and {len(values) - limit} more" if len(values) > limit else shown
-
-
-def describe_flag(value: bool | None) -> str:
-    return {True: "yes", False: "no", None: "unknown"}[value]

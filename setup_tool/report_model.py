@@ -117,6 +117,12 @@ def _summary_line(step: StepPlan, mode: str) -> str:
     return f"{step.title}: {step.reason}"
 
 
+def _exit_meaning(result: UpgradeResult) -> str:
+    if result.mode == "dry-run" and result.exit_code == ExitCode.DONE:
+        return "dry run complete (--detailed-exitcode exits 10 when changes are pending)"
+    return EXIT_CODE_MEANINGS[result.exit_code]
+
+
 def report_model(
     result: UpgradeResult, db: Database, *, log_file: str | None = None,
     report_file: str | None = None,
@@ -132,7 +138,7 @@ def report_model(
         "outcome": result.outcome,
         "outcome_text": OUTCOME_TEXT[result.outcome],
         "exit_code": int(result.exit_code),
-        "exit_meaning": EXIT_CODE_MEANINGS[result.exit_code],
+        "exit_meaning": _exit_meaning(result),
         "summary": [_summary_line(step, result.mode) for step in plan.steps],
         "findings": findings_model(plan.findings),
         "steps": [step_model(step) for step in plan.steps],

@@ -40,7 +40,7 @@ _REGISTERED_UPDATED: list[ColumnSpec] = [
     ("registered_associate_id", Integer, False),
     ("updated", DateTime, False),
     ("updated_associate_id", Integer, False),
-    ("updatedCount", SmallInteger, False),
+    ("updatedCount", Integer, False),  # 16-bit unsigned in SuperOffice: wider than smallint
 ]
 
 TABLE_SPECS: dict[str, list[ColumnSpec]] = {

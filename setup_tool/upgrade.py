@@ -17,6 +17,7 @@ from setup_tool.errors import EXIT_CODE_MEANINGS, ExitCode, InterruptedRun, Setu
 from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe
 from setup_tool.locking import run_lock
+from setup_tool.privileges import Need, require_rights
 from setup_tool.steps import ProgressCallback, StepContext, StepPlan, UpgradeSettings
 from setup_tool.steps import gate, mark_invites, preference, synchronizer_check
 
@@ -213,6 +214,9 @@ def apply_plan(
     started = time.perf_counter()
     now = utc_now()
     findings = _window_until(plan.findings, plan.now, now)
+    with db.engine.connect() as conn:
+        require_rights(db, conn, _rights_needed(db, plan),
+                       create_tables=not findings.history.installed)
     with db.engine.begin() as conn:
         install_bookkeeping(conn, db.schema)
         sync = findings.synchronizer.version
@@ -237,6 +241,24 @@ def apply_plan(
     result.duration_seconds = round(time.perf_counter() - started, 3)
     _finish(db, run_id, result.outcome, result.exit_code)
     return result
+
+
+def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:
+    tables, books = db.tables, db.books
+    changing = {step.id for step in plan.steps if step.decision == "change"}
+    needs: list[Need] = []
+    if changing & {preference.STEP_ID, preference.OVERRIDES_ID}:
+        needs += [(tables.userpreference, "UPDATE"), (tables.userpreference, "INSERT"),
+                  (tables.sequence, "UPDATE")]
+    if mark_invites.STEP_ID in changing:
+        needs.append((tables.appointment, "UPDATE"))
+    if changing and plan.findings.travel.enabled and tables.traveltransactionlog is not None:
+        needs += [(tables.traveltransactionlog, "INSERT"), (tables.sequence, "UPDATE")]
+    if plan.findings.history.installed:
+        needs += [(books.run, "INSERT"), (books.run, "UPDATE"), (books.step, "INSERT"),
+                  (books.step, "UPDATE"), (books.previous_value, "INSERT"),
+                  (books.candidate, "INSERT"), (books.candidate, "DELETE")]
+    return needs
 
 
 def _window_until(findings: Findings, planned_now: datetime, now: datetime) -> Findings:

@@ -205,7 +205,12 @@ def sample_history(**overrides: Any) -> dict[str, Any]:
                 "steps": [
                     {"id": "gate", "decision": "done", "status": "finished", "rows": 0},
                     {"id": "preference", "decision": "change", "status": "finished", "rows": 1},
-                    {"id": "mark_invites", "decision": "change", "status": "finished", "rows": 1190},
+                    {
+                        "id": "mark_invites",
+                        "decision": "change",
+                        "status": "finished",
+                        "rows": 1190,
+                    },
                 ],
             },
             {

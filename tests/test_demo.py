@@ -25,12 +25,10 @@ from setup_tool.schema import TABLE_SPECS, canonical_metadata, reflect_tables
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 OPTIONS = DemoOptions(appointments=5_000, now=NOW)
 
-# Rows of meetings that have at least one external participant row.
-INVITE_ROWS = """
-    SELECT COUNT(*) FROM appointment
-    WHERE mother_id IN (SELECT mother_id FROM appointment
-                        WHERE associate_id = 0 AND invitedPersonId <> 0 AND mother_id <> 0)
-"""
+# Rows of meetings that have at least one external participant row (the tool's definition).
+IN_INVITE_MEETING = """mother_id IN (SELECT mother_id FROM appointment
+                       WHERE associate_id = 0 AND invitedPersonId <> 0 AND mother_id <> 0)"""
+INVITE_ROWS = f"SELECT COUNT(*) FROM appointment WHERE {IN_INVITE_MEETING}"
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +129,12 @@ def test_external_participants_have_no_associate_and_an_invited_person(
 ) -> None:
     external = "FROM appointment WHERE associate_id = 0"
     assert scalar(db, f"SELECT COUNT(*) {external}") > 50
-    malformed = f"""SELECT COUNT(*) {external} AND (invitedPersonId = 0 OR person_id <> invitedPersonId
-                    OR emailId = 0 OR mother_id IN (0, appointment_id))"""
+    malformed = f"""SELECT COUNT(*) {external} AND (invitedPersonId = 0 OR emailId = 0
+                    OR person_id <> invitedPersonId OR mother_id IN (0, appointment_id))"""
     assert scalar(db, malformed) == 0
-    internal_with_invited = "SELECT COUNT(*) FROM appointment WHERE associate_id <> 0 AND invitedPersonId <> 0"
+    internal_with_invited = (
+        "SELECT COUNT(*) FROM appointment WHERE associate_id <> 0 AND invitedPersonId <> 0"
+    )
     assert scalar(db, internal_with_invited) == 0
 
 
@@ -148,13 +148,15 @@ def test_invited_persons_exist(db: sqlite3.Connection) -> None:
     "rows",
     [
         "mother_id = 0",
-        f"mother_id <> 0 AND mother_id NOT IN (SELECT mother_id FROM ({INVITE_ROWS.replace('COUNT(*)', 'mother_id')}))",
-        f"mother_id IN (SELECT mother_id FROM ({INVITE_ROWS.replace('COUNT(*)', 'mother_id')}))",
+        f"mother_id <> 0 AND NOT {IN_INVITE_MEETING}",
+        IN_INVITE_MEETING,
     ],
     ids=["plain", "internal meetings", "invite meetings"],
 )
 def test_other_warnings_marks_and_nulls_occur_everywhere(db: sqlite3.Connection, rows: str) -> None:
-    warnings = {w for (w,) in db.execute(f"SELECT DISTINCT cautionWarning FROM appointment WHERE {rows}")}
+    warnings = {
+        w for (w,) in db.execute(f"SELECT DISTINCT cautionWarning FROM appointment WHERE {rows}")
+    }
     assert {None, 0, 1} <= warnings
     assert warnings & {2, 3, 4, 5}
 
@@ -175,7 +177,9 @@ def test_ids_start_high_and_have_gaps(db: sqlite3.Connection) -> None:
 
 
 def test_some_meetings_are_not_adjacent_ids(db: sqlite3.Connection) -> None:
-    spread = "SELECT COUNT(*) FROM appointment WHERE mother_id <> 0 AND appointment_id - mother_id > 20"
+    spread = (
+        "SELECT COUNT(*) FROM appointment WHERE mother_id <> 0 AND appointment_id - mother_id > 20"
+    )
     assert scalar(db, spread) > 0
 
 
@@ -217,7 +221,9 @@ def test_preferences_fill_every_column_and_spell_bools_consistently(
     db: sqlite3.Connection,
 ) -> None:
     assert scalar(db, "SELECT COUNT(*) FROM UserPreference WHERE maxlevel NOT BETWEEN 1 AND 5") == 0
-    system_bools = "SELECT COUNT(*) FROM UserPreference WHERE deflevel = 2 AND prefvalue IN ('1', '0')"
+    system_bools = (
+        "SELECT COUNT(*) FROM UserPreference WHERE deflevel = 2 AND prefvalue IN ('1', '0')"
+    )
     assert scalar(db, system_bools) >= 3
 
 
@@ -279,7 +285,9 @@ def test_sequence_runs_ahead_of_every_table(db: sqlite3.Connection) -> None:
 
 
 def test_persons_include_tricky_names(db: sqlite3.Connection) -> None:
-    names = {f"{f} {l}" for f, l in db.execute("SELECT firstname, lastname FROM person")}
+    names = {
+        f"{first} {last}" for first, last in db.execute("SELECT firstname, lastname FROM person")
+    }
     assert "Søren Ødegård" in names
     assert any("'" in name for name in names)
 
@@ -287,10 +295,15 @@ def test_persons_include_tricky_names(db: sqlite3.Connection) -> None:
 # --- summary, determinism, files ----------------------------------------------------------------
 
 
-def test_summary_matches_the_database(demo: tuple[Path, DemoSummary], db: sqlite3.Connection) -> None:
+def test_summary_matches_the_database(
+    demo: tuple[Path, DemoSummary], db: sqlite3.Connection
+) -> None:
     summary = demo[1]
-    invite = f"mother_id IN (SELECT mother_id FROM ({INVITE_ROWS.replace('COUNT(*)', 'mother_id')}))"
-    count = lambda where: scalar(db, f"SELECT COUNT(*) FROM appointment WHERE {where}")  # noqa: E731
+    invite = IN_INVITE_MEETING
+
+    def count(where: str) -> int:
+        return scalar(db, f"SELECT COUNT(*) FROM appointment WHERE {where}")
+
     assert summary.appointments == count("1 = 1")
     assert summary.meetings == count("mother_id = appointment_id")
     assert summary.invite_meetings == count(f"mother_id = appointment_id AND {invite}")
@@ -299,7 +312,9 @@ def test_summary_matches_the_database(demo: tuple[Path, DemoSummary], db: sqlite
     assert summary.invite_rows_to_mark == count(f"COALESCE(cautionWarning, 0) = 0 AND {invite}")
     assert summary.invite_rows_already_marked == count(f"cautionWarning = 1 AND {invite}")
     assert summary.other_warning_rows == count(f"cautionWarning BETWEEN 2 AND 5 AND {invite}")
-    low, high = db.execute("SELECT MIN(appointment_id), MAX(appointment_id) FROM appointment").fetchone()
+    low, high = db.execute(
+        "SELECT MIN(appointment_id), MAX(appointment_id) FROM appointment"
+    ).fetchone()
     assert (summary.first_appointment_id, summary.last_appointment_id) == (low, high)
     assert summary.persons == scalar(db, "SELECT COUNT(*) FROM person")
     assert summary.associates == scalar(db, "SELECT COUNT(*) FROM associate")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 import sqlglot
@@ -405,8 +406,19 @@ def test_applock_sql_refuses_negative_timeout() -> None:
         applock_sql(-1)
 
 
-def test_mssql_unreachable_is_an_error_without_the_password() -> None:
-    url = "mssql+pyodbc://sa:Hidden-Pa55@127.0.0.1:1/crm?driver=ODBC+Driver+18+for+SQL+Server"
+ODBC_CONNECT = quote_plus(
+    "DRIVER={ODBC Driver 18 for SQL Server};SERVER=127.0.0.1,1;PWD=Hidden-Pa55"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mssql+pyodbc://sa:Hidden-Pa55@127.0.0.1:1/crm?driver=ODBC+Driver+18+for+SQL+Server",
+        f"mssql+pyodbc:///?odbc_connect={ODBC_CONNECT}",
+    ],
+)
+def test_mssql_unreachable_is_an_error_without_the_password(url: str) -> None:
     with pytest.raises(SetupToolError) as caught, run_lock(create_engine(url)):
         pass
     assert not isinstance(caught.value, LockBusyError)

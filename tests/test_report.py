@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, get_args
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from report_samples import sample_history, sample_report
 
@@ -81,10 +81,6 @@ def hostile_report() -> dict[str, Any]:
     return report
 
 
-def render_all(report: dict[str, Any]) -> dict[ReportFormat, str]:
-    return {fmt: render_report(report, fmt) for fmt in REPORT_FORMATS}
-
-
 class _TextOf(html.parser.HTMLParser):
     """The text a reader sees: entities decoded, tags, comments and <style> dropped."""
 
@@ -112,7 +108,19 @@ def visible_text(output: str, fmt: ReportFormat) -> str:
         return " ".join(" ".join(parser.parts).split())
     if fmt == "md":  # CommonMark backslash escapes of ASCII punctuation
         return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", output)
+    if fmt == "json":
+        return " | ".join(_leaves(json.loads(output)))
     return output
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield str(value)
 
 
 # --- JSON and the schemas ------------------------------------------------------------------
@@ -190,13 +198,18 @@ PLANNED = {"change": "will change", "done": "already done", "skip": "skipped", "
 def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> None:
     report = sample_report()
     report["steps"].append(
-        {**report["steps"][0], "id": "later", "title": "A step after a block", "decision": "blocked"}
+        {
+            **report["steps"][0],
+            "id": "later",
+            "title": "A step after a block",
+            "decision": "blocked",
+        }
     )
     text = visible_text(render_report(report, fmt), fmt)
 
     for step in report["steps"]:
         assert step["id"] in text
-        decision = PLANNED[step["decision"]] if fmt != "json" else f'"{step["decision"]}"'
+        decision = PLANNED[step["decision"]] if fmt != "json" else step["decision"]
         # The decision is shown with its step, not just somewhere in the report.
         assert re.search(re.escape(step["title"]) + r".{0,40}?" + decision, text, re.I | re.S)
         assert str(step["rows"]) in text
@@ -218,8 +231,6 @@ def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_every_outcome_has_its_own_wording(fmt: ReportFormat, outcome: str) -> None:
     output = render_report(sample_report(outcome=outcome), fmt)
-    assert outcome.replace("_", " ") not in ("", None)
-    assert "changes_pending" in output or outcome != "changes_pending" or fmt != "html"
     banner = {
         "changes_pending": "Will change",
         "nothing_to_do": "Nothing to do",
@@ -299,15 +310,19 @@ def _outside_code(markdown: str) -> str:
     return re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", without_fences)
 
 
+# A character is escaped by an odd number of backslashes before it; "\\|" is a real pipe.
+UNESCAPED = r"(?<!\\)(?:\\\\)*"
+
+
 def _cells(row: str) -> int:
-    return len(re.findall(r"(?<!\\)\|", row))
+    return len(re.findall(UNESCAPED + r"\|", row))
 
 
 def test_markdown_has_no_raw_html() -> None:
     for output in (render_report(hostile_report(), "md"), render_history(sample_history(), "md")):
         prose = _outside_code(output)
-        assert re.search(r"(?<!\\)<[A-Za-z/!?]", prose) is None
-        assert re.search(r"(?<!\\)&[#A-Za-z0-9]+;", prose) is None
+        assert re.search(UNESCAPED + r"<[A-Za-z/!?]", prose) is None
+        assert re.search(UNESCAPED + r"&[#A-Za-z0-9]+;", prose) is None
 
 
 def test_markdown_tables_survive_pipes_and_newlines_in_values() -> None:
@@ -416,7 +431,10 @@ class DevTools:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         try:
             self.call("Browser.close", browser=True)
@@ -441,11 +459,19 @@ class DevTools:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply.get("result", {})
-            self.events.append(reply)
+            self._keep(reply)
+
+    def _keep(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if event.get("method") == "Page.javascriptDialogOpening":
+            # An alert() blocks the page until answered: answer it, errors() reports it.
+            self.call("Page.handleJavaScriptDialog", {"accept": True})
 
     def _receive(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._replies], [], [], max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select(
+                [self._replies], [], [], max(0.0, deadline - time.monotonic())
+            )
             chunk = os.read(self._replies, 1 << 16) if ready else b""
             if not chunk:
                 raise TimeoutError("Chromium stopped answering (or exited)")
@@ -457,7 +483,9 @@ class DevTools:
     def open(self, url: str, width: int = 1280) -> None:
         """Attach to the blank page, turn on the event domains, load `url` and wait for it."""
         pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
-        attached = self.call("Target.attachToTarget", {"targetId": pages[0]["targetId"], "flatten": True})
+        attached = self.call(
+            "Target.attachToTarget", {"targetId": pages[0]["targetId"], "flatten": True}
+        )
         self._session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable")
@@ -468,7 +496,7 @@ class DevTools:
         self.call("Page.navigate", {"url": url})
         deadline = time.monotonic() + 20
         while not any(event.get("method") == "Page.loadEventFired" for event in self.events):
-            self.events.append(self._receive(deadline))
+            self._keep(self._receive(deadline))
 
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
@@ -517,6 +545,7 @@ _PAGE_STATE = """JSON.stringify((() => {
     pwned: window.__pwned === 1,
     scripts: document.scripts.length,
     banner: {shown: shown(banner), text: banner ? banner.innerText : "",
+             top: banner ? banner.getBoundingClientRect().top : -1,
              colour: banner ? getComputedStyle(banner).borderLeftColor : ""},
     steps: [...document.querySelectorAll("article.step")].map((el) => ({
       id: el.id, decision: el.dataset.decision, shown: shown(el), text: el.innerText})),
@@ -544,11 +573,12 @@ def test_html_report_in_a_real_browser(browser: DevTools) -> None:
     browser.call("Emulation.setEmulatedMedia", {"media": "screen"})
     (TEST_OUTPUT / "report.png").write_bytes(browser.screenshot())
 
-    assert browser.errors() == []
-    assert state["pwned"] is False
+    assert state["pwned"] is False  # the onerror payload did not run
+    assert "pwned" not in state["title"]  # nor the <script> one
     assert state["scripts"] == 0
-    assert "pwned" not in state["title"]
+    assert browser.errors() == []  # no console error, CSP violation, exception or alert()
     assert state["banner"]["shown"]
+    assert 0 <= state["banner"]["top"] < 50  # the first thing on the page
     assert state["banner"]["text"].startswith("SETUP-TOOL")
     assert "Will change" in state["banner"]["text"]
     assert state["banner"]["colour"] == "rgb(29, 95, 166)"  # the blue of "will change"
@@ -693,7 +723,7 @@ def test_write_text_file_explains_what_went_wrong(tmp_path: Path, case: str, rea
     assert reason in error.message
     assert error.hint
     assert "Traceback" not in str(error)
-    assert not list(path.parent.glob(".report.html.*.tmp")) if path.parent.is_dir() else True
+    assert list(tmp_path.glob(".*.tmp")) == []
 
 
 def test_a_full_disk_is_named_as_such() -> None:

@@ -191,7 +191,9 @@ def stage_candidates_statement(
     a = tables.appointment
     c = books.candidate
     rows = select(literal(step_row_id), a.c.appointment_id).where(needs_marking(tables, window))
-    return c.insert().from_select([c.c.step_row_id, c.c.appointment_id], rows)
+    return c.insert().from_select([c.c.step_row_id, c.c.appointment_id], rows).execution_options(
+        preserve_rowcount=True  # INSERT ... SELECT rowcounts are only kept on request
+    )
 
 
 def next_boundary_statement(books: Bookkeeping, step_row_id: int, batch_size: int) -> Select[tuple[int]]:
@@ -228,7 +230,9 @@ def record_batch_statement(
     )
     columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "caution_warning",
                "updated", "updated_associate_id", "updated_count", "new_updated_count"]
-    return pv.insert().from_select([pv.c[name] for name in columns], rows)
+    return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
+        preserve_rowcount=True
+    )
 
 
 def _recorded(books: Bookkeeping, step_row_id: int, batch_no: ColumnElement[int]) -> Select[tuple[int]]:
@@ -284,7 +288,7 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
     else:
         reasons.append("Diary Synchronizer Active stayed on since the last run: no new rows")
     step = StepPlan(
-        STEP_ID, TITLE, "change" if rows else "done", "; ".join(reasons).capitalize() + ".",
+        STEP_ID, TITLE, "change" if rows else "done", _sentence("; ".join(reasons)),
         rows=rows, sample_ids=samples, sql=marking_sql(ctx, window or MarkingWindow(None, ctx.now)),
         estimate_seconds=round(2 * (time.perf_counter() - started)
                                + rows / ASSUMED_ROWS_PER_SECOND, 1),
@@ -293,6 +297,10 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
         step.warnings.append(f"{findings.invites.other_warnings} invite rows carry another caution "
                              "warning (2-5); they are kept as they are.")
     return step
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:

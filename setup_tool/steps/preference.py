@@ -124,7 +124,9 @@ def _record_statement(books: Bookkeeping, tables: SuperOfficeTables, step_row_id
     ).where(up.c.userpreference_id.in_(ids))
     columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "prefvalue",
                "updated", "updated_associate_id", "updated_count", "new_updated_count"]
-    return pv.insert().from_select([pv.c[name] for name in columns], rows)
+    return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
+        preserve_rowcount=True
+    )
 
 
 # --- applying ---------------------------------------------------------------------------------

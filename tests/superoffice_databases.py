@@ -1,0 +1,106 @@
+"""SuperOffice databases on each engine the tests run against, behind one small interface.
+
+PostgreSQL gets its tables the way a DBA script would make them: plain unquoted DDL in a schema
+`crm7`, so every name is stored lower-case and the tool must find `cautionWarning` as
+`cautionwarning`. Raw SQL in the tests writes names unquoted, which both engines fold alike.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Engine, Index, MetaData, Table, create_engine, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from setup_tool.demo import DemoOptions, build_demo_database, populate_demo
+from setup_tool.schema import canonical_metadata, reflect_tables
+
+
+def dba_script(schema: str) -> list[str]:
+    """CREATE statements as a DBA writes them: unquoted, so PostgreSQL stores them lower-case."""
+    lower = MetaData()
+    for table in canonical_metadata().tables.values():
+        Table(table.name.lower(), lower,
+              *[Column(c.name.lower(), c.type, primary_key=c.primary_key, nullable=c.nullable,
+                       autoincrement=False) for c in table.columns],
+              schema=schema)
+    appointment = lower.tables[f"{schema}.appointment"]
+    preference = lower.tables[f"{schema}.userpreference"]
+    indexes = [
+        Index("ix_appointment_mother_id", appointment.c.mother_id),
+        Index("ix_userpreference_lookup", preference.c.prefsection, preference.c.prefkey,
+              preference.c.deflevel, preference.c.owner_id),
+    ]
+    dialect = postgresql.dialect()
+    ddl = [f"CREATE SCHEMA {schema}"]
+    ddl += [str(CreateTable(t).compile(dialect=dialect)) for t in lower.sorted_tables]
+    ddl += [str(CreateIndex(i).compile(dialect=dialect)) for i in indexes]
+    return ddl
+
+
+@dataclass
+class TargetDatabase:
+    """One SuperOffice database under test: where it is and how to look inside independently."""
+
+    kind: str  # "sqlite" or "postgresql"
+    url: str  # what the tool is given (--database-url)
+    prefix: str | None  # --table-prefix
+    admin_url: str  # for the test's own independent queries and sabotage
+
+    def table(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def engine(self) -> Engine:
+        return create_engine(self.admin_url)
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    def execute(self, sql: str, **params: Any) -> None:
+        engine = self.engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(sql), params)
+        finally:
+            engine.dispose()
+
+    def snapshot(self, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
+        """Full contents of SuperOffice tables, ordered by primary key (for equality checks)."""
+        return {name: self.query(f"SELECT * FROM {self.table(name)} ORDER BY 1")
+                for name in tables}
+
+
+def sqlite_target(path: Path, options: DemoOptions) -> TargetDatabase:
+    build_demo_database(path, options)
+    url = f"sqlite:///{path}"
+    return TargetDatabase("sqlite", url, None, url)
+
+
+def postgresql_target(database: Any, options: DemoOptions, schema: str = "crm7") -> TargetDatabase:
+    """`database` is the pg_database fixture's object; tables owned by the tool's login."""
+    url = database.url()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in dba_script(schema):
+                conn.execute(text(statement))
+            populate_demo(conn, reflect_tables(conn, schema), options)
+    finally:
+        engine.dispose()
+    return TargetDatabase("postgresql", url, schema, url)
+
+
+def sqlite_bytes(target: TargetDatabase) -> bytes:
+    path = target.url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:  # make sure nothing is pending in a journal
+        db.execute("SELECT 1")
+    return Path(path).read_bytes()

@@ -1,0 +1,170 @@
+"""The whole upgrade through the command line, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine
+
+from conftest import DEMO_NOW
+from setup_tool.cli import cli
+from setup_tool.connection import ConnectionSettings
+from setup_tool.database import open_database
+from setup_tool.detect import OperatorAnswers
+from setup_tool.errors import InterruptedRun
+from setup_tool.host_probe import NoHostProbe
+from setup_tool.interaction import UnattendedInteraction
+from setup_tool.locking import run_lock
+from setup_tool.steps import UpgradeSettings
+from setup_tool.upgrade import run_upgrade
+from superoffice_databases import TargetDatabase
+
+SUPEROFFICE_TABLES = ("appointment", "userpreference", "sequence", "traveltransactionlog")
+
+
+def invite_rows_to_mark(t: TargetDatabase) -> set[int]:
+    """The oracle, written independently of the tool: rows of meetings with an external
+    participant, warning 0 or NULL, registered before the demo's 'now'."""
+    a, p = t.table("appointment"), t.table("appointment")
+    rows = t.query(
+        f"SELECT a.appointment_id FROM {a} a WHERE a.mother_id <> 0 "
+        "AND (a.cautionWarning = 0 OR a.cautionWarning IS NULL) AND a.registered < :now "
+        f"AND EXISTS (SELECT 1 FROM {p} x WHERE x.mother_id = a.mother_id "
+        "AND x.associate_id = 0 AND x.invitedPersonId <> 0)",
+        now=DEMO_NOW)
+    return {row[0] for row in rows}
+
+
+def cli_run(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
+    result = CliRunner().invoke(cli, [
+        *args, "--database-url", t.url, "--unattended", "--log-file", str(tmp_path / "run.log"),
+        "--report", str(report)])
+    assert "Traceback" not in result.output
+    return result.exit_code, json.loads(report.read_text()) if report.exists() else {}
+
+
+def upgrade(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    return cli_run(t, tmp_path, "upgrade", "--fix-overrides", *args)
+
+
+def rows_by_step(report: dict[str, Any]) -> dict[str, int]:
+    return {step["id"]: step["rows"] for step in report["steps"]}
+
+
+def test_upgrade_marks_exactly_the_invite_rows_and_then_has_nothing_to_do(
+    make_target: Any, tmp_path: Path
+) -> None:
+    t = make_target()
+    expected = invite_rows_to_mark(t)
+    before = {r[0]: r[1:] for r in t.query(
+        f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}")}
+
+    code, dry = upgrade(t, tmp_path, "--dry-run")
+    assert code == 0 and dry["outcome"] == "changes_pending"
+    code, real = upgrade(t, tmp_path)
+    assert code == 0, real.get("outcome")
+    assert rows_by_step(real) == rows_by_step(dry)
+    assert rows_by_step(real)["mark_invites"] == len(expected) > 0
+
+    after = {r[0]: r[1:] for r in t.query(
+        f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}")}
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed == expected
+    for i in expected:
+        assert after[i] == (1, min(before[i][1] + 1, 65535))
+    on = t.query(f"SELECT prefvalue FROM {t.table('userpreference')} WHERE deflevel = 2 "
+                 "AND owner_id = 0 AND prefkey = 'DiarySynchronizerActive'")
+    assert on == [("1",)]
+
+    code, again = upgrade(t, tmp_path)
+    assert code == 0 and again["outcome"] == "nothing_to_do"
+    assert all(step["decision"] != "change" for step in again["steps"])
+
+
+def test_undo_restores_every_row_exactly_and_tells_travel(make_target: Any, tmp_path: Path) -> None:
+    t = make_target(travel=True)
+    before = t.snapshot("appointment", "userpreference")
+    log = t.table("traveltransactionlog")
+    [(old_rows,)] = t.query(f"SELECT COALESCE(MAX(traveltransactionlog_id), 0) FROM {log}")
+    code, report = upgrade(t, tmp_path)
+    assert code == 0
+    logged = t.query(f"SELECT type, COUNT(*) FROM {log} WHERE traveltransactionlog_id > :old "
+                     "GROUP BY type ORDER BY type", old=old_rows)
+    assert dict(logged) == {4352: 1, 4608: rows_by_step(report)["mark_invites"]
+                            + rows_by_step(report)["overrides"]}
+
+    result = CliRunner().invoke(cli, ["undo", "--database-url", t.url, "--unattended",
+                                      "--log-file", str(tmp_path / "undo.log")])
+    assert result.exit_code == 0, result.output
+    assert t.snapshot("appointment", "userpreference") == before
+    deleted = t.query(f"SELECT COUNT(*) FROM {log} WHERE type = 4864 "
+                      "AND traveltransactionlog_id > :old", old=old_rows)
+    assert deleted == [(1,)]
+
+
+def test_interrupted_marking_resumes_from_its_checkpoint(make_target: Any, tmp_path: Path) -> None:
+    t = make_target()
+    expected = invite_rows_to_mark(t)
+    db = open_database(ConnectionSettings(database_url=t.url, table_prefix=t.prefix),
+                       read_only=False)
+    batches = iter(range(1000))
+    try:
+        with pytest.raises(InterruptedRun):
+            run_upgrade(db, OperatorAnswers(), UpgradeSettings(batch_size=10, fix_overrides=True),
+                        NoHostProbe(), UnattendedInteraction(),
+                        should_stop=lambda: next(batches) >= 2)
+    finally:
+        db.dispose()
+    marked_so_far = t.query(f"SELECT COUNT(*) FROM {t.table('appointment')} "
+                            "WHERE cautionWarning = 1")
+    assert 0 < len(expected)
+    code, report = upgrade(t, tmp_path)
+    assert code == 0
+    marked = {r[0] for r in t.query(
+        f"SELECT record_id FROM {t.table('setup_tool_previous_value')} "
+        "WHERE table_name = 'appointment'")}
+    recorded = t.query(f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
+                       "WHERE table_name = 'appointment'")
+    assert marked == expected and recorded == [(len(expected),)]
+    assert rows_by_step(report)["mark_invites"] == len(expected) - 30
+    assert marked_so_far[0][0] > 0
+
+
+def test_dry_run_changes_nothing_at_all(make_target: Any, tmp_path: Path) -> None:
+    t = make_target(travel=True)
+    tables = (*SUPEROFFICE_TABLES, "productversion")
+    before = t.snapshot(*tables)
+    raw = Path(t.url.removeprefix("sqlite:///")).read_bytes() if t.kind == "sqlite" else None
+    for fmt in ("json", "html"):
+        result = CliRunner().invoke(cli, ["upgrade", "--dry-run", "--database-url", t.url,
+                                          "--format", fmt])
+        assert result.exit_code == 0, result.output
+    assert t.snapshot(*tables) == before
+    if raw is not None:
+        assert Path(t.url.removeprefix("sqlite:///")).read_bytes() == raw
+    engine = create_engine(t.admin_url)
+    with engine.connect() as conn:
+        from sqlalchemy import inspect
+
+        assert not [n for n in inspect(conn).get_table_names(schema=t.prefix)
+                    if n.startswith("setup_tool")]
+    engine.dispose()
+
+
+def test_a_second_run_is_told_who_holds_the_lock(make_target: Any, tmp_path: Path) -> None:
+    t = make_target()
+    engine = create_engine(t.admin_url)
+    try:
+        with run_lock(engine, describe_holder=lambda: "run 7 by tester"):
+            code, _ = upgrade(t, tmp_path)
+            result = CliRunner().invoke(cli, ["upgrade", "--database-url", t.url, "--unattended",
+                                              "--log-file", str(tmp_path / "busy.log")])
+    finally:
+        engine.dispose()
+    assert code == 5
+    assert result.exit_code == 5 and "lock" in result.output.lower()
