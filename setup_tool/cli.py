@@ -36,6 +36,9 @@ from setup_tool.logs import LOGGER, configure_logging
 if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
     from setup_tool.database import Database
+    from setup_tool.detect import OperatorAnswers
+    from setup_tool.findings import Findings
+    from setup_tool.upgrade import Interaction, UpgradePlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,26 +57,50 @@ def exits(fn: F) -> F:
             console.error(str(error))
             code = error.exit_code
         except KeyboardInterrupt:
+            LOGGER.warning("interrupted (Ctrl-C)")
             console.error("Interrupted. Nothing is half-done: run the same command again to "
                           "resume.")
             code = ExitCode.INTERRUPTED
-        except Exception as error:  # noqa: BLE001 - the edge: no traceback reaches a user
-            code = _unexpected(console, error)
+        except click.Abort:
+            code = _aborted(ctx, console)
+        except Exception as error:  # the edge: no traceback reaches a user
+            code = _unexpected(ctx, console, error)
+        if code != ExitCode.DONE and ctx.meta.get(_LOG_FILE):
+            click.echo(f"Log:    {ctx.meta[_LOG_FILE]}", err=True)
         ctx.exit(int(code))
 
     return wrapper  # type: ignore[return-value]
 
 
-def _unexpected(console: Console, error: Exception) -> ExitCode:
+_LOG_FILE = "setup_tool.log_file"  # ctx.meta: the log file of this command, once it is open
+_CTRL_C = "setup_tool.ctrl_c"  # ctx.meta: Ctrl-C was pressed (click turns it into Abort)
+
+
+def _aborted(ctx: click.Context, console: Console) -> ExitCode:
+    """A question was not answered: Ctrl-C, or stdin closed. Questions all come before writes."""
+    if ctx.meta.get(_CTRL_C):
+        LOGGER.warning("interrupted (Ctrl-C) at a question; nothing was changed")
+        console.error("Interrupted at a question: nothing was changed.")
+        return ExitCode.INTERRUPTED
+    LOGGER.error("no answer to a question (stdin closed); nothing was changed")
+    console.error("Cancelled: a question got no answer (standard input is closed), so nothing "
+                  "was changed.\nTo run without questions, use --unattended and supply every "
+                  "answer as an option, SETUP_TOOL_* variable or in the --config answer file.")
+    return ExitCode.FAILED
+
+
+def _unexpected(ctx: click.Context, console: Console, error: Exception) -> ExitCode:
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     LOGGER.exception("unexpected error")
+    writes = ctx.command.name in ("upgrade", "undo") and not ctx.params.get("dry_run")
+    again = ("Every finished batch is kept; after fixing the cause, run the same command again "
+             "to resume." if writes else "After fixing the cause, run the same command again.")
     if isinstance(error, DBAPIError):
         detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-        console.error(f"The database reported an error: {detail}\nEvery finished batch is kept; "
-                      "after fixing the cause, run the same command again to resume.")
+        console.error(f"The database reported an error: {detail}\n{again}")
     elif isinstance(error, SQLAlchemyError):
-        console.error(f"Database error: {error}. Run the same command again to resume.")
+        console.error(f"Database error: {error}.\n{again}")
     else:
         console.error(f"Unexpected error: {type(error).__name__}: {error}. The log file has "
                       "the details; please report it.")
@@ -113,7 +140,7 @@ def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> Conn
     if not url and not server:
         if unattended:
             raise UsageError(
-                "Missing answer: which database to upgrade.",
+                "Missing answer: which database to use.",
                 "Supply --database-url (SETUP_TOOL_DATABASE_URL, answer-file key database-url) or "
                 "--server with --database (SETUP_TOOL_SERVER / server, SETUP_TOOL_DATABASE / "
                 "database).")
@@ -131,6 +158,32 @@ def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> Conn
         odbc_driver=o["odbc_driver"], encrypt=o["encrypt"],
         trust_server_certificate=o["trust_server_certificate"], table_prefix=o["table_prefix"],
         login_timeout=o["login_timeout"])
+
+
+def _start_logging(ctx: click.Context, log_file: Path | None, secret: str | None,
+                   verbose: bool) -> None:
+    """Log from the start (a missing answer is logged too); errors then say where the log is."""
+    configure_logging(log_file, secret, verbose)
+    if log_file is not None:
+        ctx.meta[_LOG_FILE] = log_file
+
+
+def _settings(ctx: click.Context, o: dict[str, Any], unattended: bool,
+              log_file: Path | None) -> ConnectionSettings:
+    settings = _connection(ctx, o, unattended)
+    secret = settings.password or _url_password(settings.database_url)
+    if secret != _password(ctx):  # typed at the prompt, or inside the URL: scrub it too
+        _start_logging(ctx, log_file, secret, o["verbose"])
+    return settings
+
+
+def _url_password(database_url: str | None) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(database_url).password if database_url else None
+    except Exception:  # an unparsable URL is reported when it is opened
+        return None
 
 
 def _ask_connection(o: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
@@ -181,28 +234,62 @@ def _emit(console: Console, model: dict[str, Any], o: dict[str, Any], render: Ca
     return path
 
 
-@contextmanager
-def _stop_after_batch(console: Console) -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C: finish the batch in flight, then stop. Second: stop at once (rolled back)."""
-    requested = False
-    previous = signal.getsignal(signal.SIGINT)
+class _CtrlC:
+    """Ctrl-C during an upgrade. Before the writes start (planning, questions): stop at once,
+    nothing was changed. Once writing: the first finishes the batch in flight and then stops
+    (resumable); a second stops at once (the open batch is rolled back)."""
 
-    def handler(_signum: int, _frame: object) -> None:
-        nonlocal requested
-        if requested:
+    def __init__(self, ctx: click.Context, console: Console) -> None:
+        self.ctx = ctx
+        self.console = console
+        self.writing = False
+        self.requested = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        if self.requested or not self.writing:
+            self.ctx.meta[_CTRL_C] = True
             raise KeyboardInterrupt
-        requested = True
-        console.warn("\nStopping after the current batch (Ctrl-C again to stop at once)...")
+        self.requested = True
+        self.console.warn("\nStopping after the current batch (Ctrl-C again to stop at once)...")
 
+    def should_stop(self) -> bool:
+        return self.requested
+
+
+@contextmanager
+def _stop_after_batch(ctx: click.Context, console: Console) -> Iterator[_CtrlC]:
+    control = _CtrlC(ctx, console)
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, control)
     except ValueError:  # not the main thread (tests): Ctrl-C keeps its default meaning
         previous = None
     try:
-        yield lambda: requested
+        yield control
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+class _WritingAfterConfirm:
+    """The interaction, telling the Ctrl-C handler when the confirmed writes begin."""
+
+    def __init__(self, inner: Interaction, control: _CtrlC) -> None:
+        self.inner = inner
+        self.control = control
+
+    def answer_superoffice_version(self, findings: Findings) -> str | None:
+        return self.inner.answer_superoffice_version(findings)
+
+    def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
+        return self.inner.answer_synchronizer(findings)
+
+    def show_findings(self, findings: Findings) -> None:
+        self.inner.show_findings(findings)
+
+    def confirm(self, plan: UpgradePlan) -> bool:
+        self.control.writing = self.inner.confirm(plan)
+        return self.control.writing
 
 
 def _open(settings: ConnectionSettings, read_only: bool) -> Database:
@@ -239,7 +326,7 @@ def _open(settings: ConnectionSettings, read_only: bool) -> Database:
 @output_options
 @click.pass_context
 @exits
-def upgrade(ctx: click.Context, **o: Any) -> int:
+def upgrade(ctx: click.Context, /, **o: Any) -> int:
     """Upgrade the database for SuperOffice invites (the wizard; see --unattended, --dry-run).
 
     \b
@@ -262,10 +349,10 @@ def upgrade(ctx: click.Context, **o: Any) -> int:
         raise UsageError("--detailed-exitcode goes with --dry-run.")
     stamp = _stamp()
     log_file = _log_file(o, always=unattended or not dry_run, stamp=stamp)
-    settings = _connection(ctx, o, unattended)
-    configure_logging(log_file, settings.password, o["verbose"])
+    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
     LOGGER.info("setup-tool %s upgrade%s%s", __version__, " --dry-run" if dry_run else "",
                 " --unattended" if unattended else "")
+    settings = _settings(ctx, o, unattended, log_file)
     db = _open(settings, read_only=dry_run)
     try:
         LOGGER.info("database %s (%s, table prefix %s)", db.display_url, db.dialect_name, db.schema)
@@ -275,19 +362,20 @@ def upgrade(ctx: click.Context, **o: Any) -> int:
             preview = UpgradeResult(plan, "dry-run", outcome, code)
             return render_report(report_model(preview, db), "text")
 
-        interaction = UnattendedInteraction() if unattended else WizardInteraction(console, describe,
-                                                                            assume_yes=o["yes"])
+        interaction = UnattendedInteraction() if unattended else \
+            WizardInteraction(console, describe, assume_yes=o["yes"])
         lock_timeout = o["lock_timeout"] if o["lock_timeout"] is not None else \
             (0.0 if unattended else 30.0)
         progress = console.progress("Marking invite appointments")
-        with _stop_after_batch(console) as should_stop:
+        with _stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
                     db, _answers(o), UpgradeSettings(o["acting_associate"], o["batch_size"],
                                                      o["fix_overrides"]),
-                    default_host_probe(), interaction, dry_run=dry_run,
+                    default_host_probe(), _WritingAfterConfirm(interaction, ctrl_c),
+                    dry_run=dry_run,
                     detailed_exitcode=o["detailed_exitcode"], lock_timeout=lock_timeout,
-                    progress=progress, should_stop=should_stop)
+                    progress=progress, should_stop=ctrl_c.should_stop)
             finally:
                 progress.close()
         model = report_model(result, db, log_file=str(log_file) if log_file else None)
@@ -334,7 +422,7 @@ def _summary(console: Console, text: str, code: ExitCode, report: Path | None,
 @output_options
 @click.pass_context
 @exits
-def detect(ctx: click.Context, **o: Any) -> int:
+def detect(ctx: click.Context, /, **o: Any) -> int:
     """Show what the tool finds, with the evidence for each finding; changes nothing.
 
     \b
@@ -347,8 +435,9 @@ def detect(ctx: click.Context, **o: Any) -> int:
     from setup_tool.report import render_report
     from setup_tool.report_model import detect_model
 
-    settings = _connection(ctx, o, unattended=True)
-    configure_logging(_log_file(o, False, _stamp()), settings.password, o["verbose"])
+    log_file = _log_file(o, False, _stamp())
+    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
+    settings = _settings(ctx, o, True, log_file)
     db = _open(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
@@ -366,7 +455,7 @@ def detect(ctx: click.Context, **o: Any) -> int:
 @output_options
 @click.pass_context
 @exits
-def history(ctx: click.Context, **o: Any) -> int:
+def history(ctx: click.Context, /, **o: Any) -> int:
     """List this tool's past runs on the database, newest first; changes nothing.
 
     \b
@@ -377,8 +466,9 @@ def history(ctx: click.Context, **o: Any) -> int:
     from setup_tool.report import render_history
     from setup_tool.report_model import history_model
 
-    settings = _connection(ctx, o, unattended=True)
-    configure_logging(_log_file(o, False, _stamp()), settings.password, o["verbose"])
+    log_file = _log_file(o, False, _stamp())
+    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
+    settings = _settings(ctx, o, True, log_file)
     db = _open(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
@@ -402,7 +492,7 @@ def history(ctx: click.Context, **o: Any) -> int:
 @output_options
 @click.pass_context
 @exits
-def undo(ctx: click.Context, **o: Any) -> int:
+def undo(ctx: click.Context, /, **o: Any) -> int:
     """Put back exactly what setup-tool changed (rows changed since by others are left alone).
 
     \b
@@ -414,8 +504,9 @@ def undo(ctx: click.Context, **o: Any) -> int:
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
     stamp = _stamp()
     log_file = _log_file(o, True, stamp)
-    settings = _connection(ctx, o, o["unattended"])
-    configure_logging(log_file, settings.password, o["verbose"])
+    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
+    LOGGER.info("setup-tool %s undo", __version__)
+    settings = _settings(ctx, o, o["unattended"], log_file)
     db = _open(settings, read_only=False)
     try:
         if not o["unattended"] and not click.confirm(

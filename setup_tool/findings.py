@@ -77,6 +77,9 @@ class MarkingWindow:
 
     start: datetime | None
     until: datetime
+    # The DBA script ends the window when the script switches the preference on (a T-SQL
+    # variable), not when it was generated.
+    until_sql: Any = field(default=None, compare=False)
 
     def describe(self) -> str:
         start = f"{self.start:%Y-%m-%d %H:%M:%S}" if self.start else "the beginning"

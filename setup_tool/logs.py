@@ -26,6 +26,10 @@ class SecretFilter(logging.Filter):
 
             record.msg = scrub_secret(record.getMessage(), self.secret)
             record.args = None
+            if record.exc_info and not record.exc_text:  # a traceback quotes values too
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = scrub_secret(record.exc_text, self.secret)
         return True
 
 
@@ -39,14 +43,14 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
     secret_filter = SecretFilter(secret)
     if log_file is not None:
         try:
-            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as error:
             raise SetupToolError(f"Cannot write the log file {log_file}: {error.strerror}.",
                                  "Choose another place with --log-file.") from None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-        handler.setLevel(logging.DEBUG)
-        handler.addFilter(secret_filter)
-        LOGGER.addHandler(handler)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        file_handler.setLevel(logging.DEBUG)
+        file_handler.addFilter(secret_filter)
+        LOGGER.addHandler(file_handler)
     if verbose:
         console = logging.StreamHandler()
         console.setLevel(logging.DEBUG)

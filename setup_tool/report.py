@@ -184,6 +184,7 @@ def _environment() -> jinja2.Environment:
         md_code=markdown_code,
         fence=markdown_fence,
         seconds=describe_seconds,
+        estimate=describe_estimate,
         outcome_label=outcome_label,
         status_label=status_label,
         ids=describe_ids,
@@ -295,8 +296,6 @@ def describe_seconds(seconds: float | None) -> str:
     """A duration a person reads at a glance: "0.4 s", "42 s", "3 min 5 s", "2 h 10 min"."""
     if seconds is None:
         return "unknown"
-    if seconds < 0.05:  # "0.0 s" would read as if nothing were to happen
-        return "under 0.1 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     whole = round(seconds)
@@ -307,6 +306,13 @@ def describe_seconds(seconds: float | None) -> str:
         return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     hours, rest = divmod(whole, 3600)
     return f"{hours} h {rest // 60} min"
+
+
+def describe_estimate(seconds: float | None) -> str:
+    """An estimate: "about 3 min"; a tiny one says so rather than "about 0.0 s"."""
+    if seconds is not None and seconds < 0.05:
+        return "under 0.1 s"
+    return "about " + describe_seconds(seconds)
 
 
 def describe_ids(ids: Sequence[object], limit: int = 20) -> str:

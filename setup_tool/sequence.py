@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Update, func, select, update
+from sqlalchemy import ColumnElement, Connection, Update, func, select, update
 
 from setup_tool.errors import SetupToolError
 from setup_tool.schema import SuperOfficeTables
 
 
-def reserve_ids_statement(tables: SuperOfficeTables, table_name: str, count: int) -> Update:
+def reserve_ids_statement(
+    tables: SuperOfficeTables, table_name: str, count: int | ColumnElement[int]
+) -> Update:
     seq = tables.sequence
     return (
         update(seq)

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Insert, Select, func, literal, select
 from setup_tool.errors import SetupToolError
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.sequence import reserve_ids, table_number
+from setup_tool.steps import SqlValue, sql_value
 
 INSERTED = 4352
 UPDATED = 4608
@@ -29,16 +30,16 @@ def _log_table(tables: SuperOfficeTables):  # type: ignore[no-untyped-def]
 
 
 def log_changes_statement(
-    tables: SuperOfficeTables, record_ids: Select[tuple[int]], *, first_id: int, kind: int,
-    table_no: int, associate_id: int, now: datetime,
+    tables: SuperOfficeTables, record_ids: Select[tuple[int]], *, first_id: SqlValue, kind: int,
+    table_no: int, associate_id: int, now: SqlValue,
 ) -> Insert:
     """INSERT ... SELECT one log row per record id, numbered from first_id in record order."""
     log = _log_table(tables)
     ids = record_ids.subquery("changed")
     record = ids.c[0]
     numbered = select(
-        (literal(first_id) + func.row_number().over(order_by=record) - 1),
-        literal(now), literal(0), literal(kind), literal(associate_id), literal(table_no),
+        (sql_value(first_id) + func.row_number().over(order_by=record) - 1),
+        sql_value(now), literal(0), literal(kind), literal(associate_id), literal(table_no),
         record, literal(MASS_OPERATION), literal(0),
     )
     columns = ["traveltransactionlog_id", "ttime", "prev_record_id", "type", "associate_id",

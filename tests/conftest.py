@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,16 +55,37 @@ def make_demo(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Any]:
-    """The same SuperOffice demo on SQLite, and on a real PostgreSQL server (schema crm7, names
-    stored lower-case): make_target(travel=True). One database per test on PostgreSQL."""
-    from superoffice_databases import postgresql_target, sqlite_target
+MSSQL_URL = os.environ.get("SETUP_TOOL_TEST_MSSQL_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mssql"])
+def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """The same SuperOffice demo on SQLite, on a real PostgreSQL server (schema crm7, names
+    stored lower-case) and, opt-in, on a live SQL Server: make_target(travel=True).
+    One database per test."""
+    from superoffice_databases import (
+        drop_mssql_schema,
+        mssql_target,
+        postgresql_target,
+        sqlite_target,
+    )
+
+    if request.param == "mssql" and not MSSQL_URL:
+        pytest.skip("live SQL Server suite: set SETUP_TOOL_TEST_MSSQL_URL to an mssql+pyodbc URL")
+    schema = f"st_{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
 
     def make(**options: Any) -> Any:
-        options = {"appointments": 2000, "now": DEMO_NOW, **options}
+        demo = DemoOptions(**{"appointments": 2000, "now": DEMO_NOW, **options})
         if request.param == "sqlite":
-            return sqlite_target(tmp_path / "crm.db", DemoOptions(**options))
-        return postgresql_target(request.getfixturevalue("pg_database"), DemoOptions(**options))
+            return sqlite_target(tmp_path / "crm.db", demo)
+        if request.param == "postgresql":
+            return postgresql_target(request.getfixturevalue("pg_database"), demo)
+        assert MSSQL_URL is not None
+        made.append(schema)
+        return mssql_target(MSSQL_URL, demo, schema)
 
-    return make
+    yield make
+    for name in made:
+        assert MSSQL_URL is not None
+        drop_mssql_schema(MSSQL_URL, name)

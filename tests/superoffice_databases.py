@@ -51,6 +51,10 @@ class TargetDatabase:
     prefix: str | None  # --table-prefix
     admin_url: str  # for the test's own independent queries and sabotage
 
+    def connection_args(self) -> list[str]:
+        prefix = ["--table-prefix", self.prefix] if self.prefix else []
+        return ["--database-url", self.url, *prefix]
+
     def table(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
@@ -104,3 +108,31 @@ def sqlite_bytes(target: TargetDatabase) -> bytes:
     with sqlite3.connect(path) as db:  # make sure nothing is pending in a journal
         db.execute("SELECT 1")
     return Path(path).read_bytes()
+
+
+def mssql_target(url: str, options: DemoOptions, schema: str) -> TargetDatabase:
+    """A live SQL Server (opt-in): canonical tables in a throwaway schema, dropped by the caller."""
+    from setup_tool.demo import create_demo_schema
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        with engine.begin() as conn:
+            populate_demo(conn, create_demo_schema(conn, schema), options)
+    finally:
+        engine.dispose()
+    return TargetDatabase("mssql", url, schema, url)
+
+
+def drop_mssql_schema(url: str, schema: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = conn.execute(text(
+                "SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID(:s)"), {"s": schema})
+            for (name,) in list(tables):
+                conn.execute(text(f"DROP TABLE {schema}.[{name}]"))
+            conn.execute(text(f"DROP SCHEMA {schema}"))
+    finally:
+        engine.dispose()

@@ -42,7 +42,7 @@ def invite_rows_to_mark(t: TargetDatabase) -> set[int]:
 def cli_run(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     result = CliRunner().invoke(cli, [
-        *args, "--database-url", t.url, "--unattended", "--log-file", str(tmp_path / "run.log"),
+        *args, *t.connection_args(), "--unattended", "--log-file", str(tmp_path / "run.log"),
         "--report", str(report)])
     assert "Traceback" not in result.output
     return result.exit_code, json.loads(report.read_text()) if report.exists() else {}
@@ -98,7 +98,7 @@ def test_undo_restores_every_row_exactly_and_tells_travel(make_target: Any, tmp_
     assert dict(logged) == {4352: 1, 4608: rows_by_step(report)["mark_invites"]
                             + rows_by_step(report)["overrides"]}
 
-    result = CliRunner().invoke(cli, ["undo", "--database-url", t.url, "--unattended",
+    result = CliRunner().invoke(cli, ["undo", *t.connection_args(), "--unattended",
                                       "--log-file", str(tmp_path / "undo.log")])
     assert result.exit_code == 0, result.output
     assert t.snapshot("appointment", "userpreference") == before
@@ -141,7 +141,7 @@ def test_dry_run_changes_nothing_at_all(make_target: Any, tmp_path: Path) -> Non
     before = t.snapshot(*tables)
     raw = Path(t.url.removeprefix("sqlite:///")).read_bytes() if t.kind == "sqlite" else None
     for fmt in ("json", "html"):
-        result = CliRunner().invoke(cli, ["upgrade", "--dry-run", "--database-url", t.url,
+        result = CliRunner().invoke(cli, ["upgrade", "--dry-run", *t.connection_args(),
                                           "--format", fmt])
         assert result.exit_code == 0, result.output
     assert t.snapshot(*tables) == before
@@ -162,7 +162,7 @@ def test_a_second_run_is_told_who_holds_the_lock(make_target: Any, tmp_path: Pat
     try:
         with run_lock(engine, describe_holder=lambda: "run 7 by tester"):
             code, _ = upgrade(t, tmp_path)
-            result = CliRunner().invoke(cli, ["upgrade", "--database-url", t.url, "--unattended",
+            result = CliRunner().invoke(cli, ["upgrade", *t.connection_args(), "--unattended",
                                               "--log-file", str(tmp_path / "busy.log")])
     finally:
         engine.dispose()

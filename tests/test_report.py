@@ -28,6 +28,8 @@ from setup_tool.errors import SetupToolError, UsageError
 from setup_tool.report import (
     REPORT_FORMATS,
     ReportFormat,
+    describe_estimate,
+    describe_seconds,
     infer_format,
     render_history,
     render_report,
@@ -182,6 +184,7 @@ def test_history_json_validates_and_rejects_a_changed_shape() -> None:
     assert json.loads(render_history(history, "json")) == history
     assert schema_errors(history, "history.schema.json") == []
 
+    assert schema_errors(sample_history(report_file="h.json"), "history.schema.json") == []
     assert schema_errors(sample_history(extra=1), "history.schema.json")
     broken = sample_history()
     del broken["runs"][0]["host"]
@@ -278,6 +281,22 @@ def test_every_format_shows_every_past_run(fmt: ReportFormat) -> None:
             assert step["status"] in text
             assert str(step["rows"]) in text
     assert history["database"]["url"] in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "took", "estimate"),
+    [
+        (None, "unknown", "about unknown"),
+        (0.01, "0.0 s", "under 0.1 s"),
+        (4.25, "4.2 s", "about 4.2 s"),
+        (42.4, "42 s", "about 42 s"),
+        (180, "3 min", "about 3 min"),
+        (7260, "2 h 1 min", "about 2 h 1 min"),
+    ],
+)
+def test_durations_read_at_a_glance(seconds: float | None, took: str, estimate: str) -> None:
+    assert describe_seconds(seconds) == took
+    assert describe_estimate(seconds) == estimate
 
 
 # --- text ----------------------------------------------------------------------------------

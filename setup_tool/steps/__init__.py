@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Engine, case
+from sqlalchemy import ColumnElement, Engine, case, literal
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -59,6 +59,15 @@ class StepContext:
     engine: Engine | None = None
     progress: ProgressCallback | None = None
     should_stop: Callable[[], bool] = lambda: False
+
+
+# A value in a statement: a Python value (bound when run), or SQL such as a T-SQL variable in the
+# DBA script (setup_tool.tsql_script).
+SqlValue = int | datetime | ColumnElement[Any]
+
+
+def sql_value(value: SqlValue) -> ColumnElement[Any]:
+    return value if isinstance(value, ColumnElement) else literal(value)
 
 
 MAX_UPDATED_COUNT = 65535  # updatedCount is a 16-bit unsigned counter

@@ -51,7 +51,14 @@ from setup_tool.findings import (
     UnfinishedMarking,
 )
 from setup_tool.schema import SuperOfficeTables
-from setup_tool.steps import StepContext, StepPlan, next_updated_count, render_sql
+from setup_tool.steps import (
+    SqlValue,
+    StepContext,
+    StepPlan,
+    next_updated_count,
+    render_sql,
+    sql_value,
+)
 from setup_tool.travel import UPDATED, log_changes
 
 STEP_ID = "mark_invites"
@@ -84,7 +91,8 @@ def unwarned(row: Table) -> ColumnElement[bool]:
 
 
 def in_window(row: Table, window: MarkingWindow) -> ColumnElement[bool]:
-    condition = row.c.registered < window.until
+    until = window.until if window.until_sql is None else window.until_sql
+    condition = row.c.registered < until
     if window.start is not None:
         condition = and_(row.c.registered >= window.start, condition)
     return condition
@@ -177,7 +185,7 @@ def remaining_of_unfinished(
     return int(conn.execute(query).scalar_one())
 
 
-def _staged(books: Bookkeeping, step_row_id: int | BindParameter[int], row: Table) -> Exists:
+def _staged(books: Bookkeeping, step_row_id: SqlValue, row: Table) -> Exists:
     c = books.candidate
     return exists().where(c.c.step_row_id == step_row_id, c.c.appointment_id == row.c.appointment_id)
 
@@ -186,22 +194,25 @@ def _staged(books: Bookkeeping, step_row_id: int | BindParameter[int], row: Tabl
 
 
 def stage_candidates_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, step_row_id: int, window: MarkingWindow
+    tables: SuperOfficeTables, books: Bookkeeping, step_row_id: SqlValue, window: MarkingWindow
 ) -> Insert:
     a = tables.appointment
     c = books.candidate
-    rows = select(literal(step_row_id), a.c.appointment_id).where(needs_marking(tables, window))
+    rows = select(sql_value(step_row_id), a.c.appointment_id).where(needs_marking(tables, window))
     return c.insert().from_select([c.c.step_row_id, c.c.appointment_id], rows).execution_options(
         preserve_rowcount=True  # INSERT ... SELECT rowcounts are only kept on request
     )
 
 
-def next_boundary_statement(books: Bookkeeping, step_row_id: int, batch_size: int) -> Select[tuple[int]]:
+def next_boundary_statement(
+    books: Bookkeeping, step_row_id: SqlValue, batch_size: int, lo: SqlValue | None = None
+) -> Select[tuple[int]]:
     """The highest candidate id of the next batch: a seek on the staging table's key."""
     c = books.candidate
     batch = (
         select(c.c.appointment_id)
-        .where(c.c.step_row_id == step_row_id, c.c.appointment_id > bindparam("lo"))
+        .where(c.c.step_row_id == step_row_id,
+               c.c.appointment_id > (bindparam("lo") if lo is None else lo))
         .order_by(c.c.appointment_id)
         .limit(batch_size)
         .subquery("next_batch")
@@ -214,14 +225,14 @@ def _in_range(row: Table, lo: ColumnElement[int], hi: ColumnElement[int]) -> Col
 
 
 def record_batch_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: int,
+    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: SqlValue,
     lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int],
 ) -> Insert:
     """Previous values of the batch's rows, written before anything changes."""
     a = tables.appointment
     pv = books.previous_value
     rows = select(
-        literal(step_row_id), batch_no, literal("appointment"), a.c.appointment_id, literal(0),
+        sql_value(step_row_id), batch_no, literal("appointment"), a.c.appointment_id, literal(0),
         a.c.cautionWarning, a.c.updated, a.c.updated_associate_id, a.c.updatedCount,
         next_updated_count(a.c.updatedCount),
     ).where(
@@ -235,21 +246,23 @@ def record_batch_statement(
     )
 
 
-def _recorded(books: Bookkeeping, step_row_id: int, batch_no: ColumnElement[int]) -> Select[tuple[int]]:
+def recorded_ids(
+    books: Bookkeeping, step_row_id: SqlValue, batch_no: ColumnElement[int]
+) -> Select[tuple[int]]:
     pv = books.previous_value
     return select(pv.c.record_id).where(pv.c.step_row_id == step_row_id, pv.c.batch_no == batch_no)
 
 
 def mark_batch_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: int,
+    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: SqlValue,
     lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int],
-    acting_associate_id: int, now: datetime,
+    acting_associate_id: int, now: SqlValue,
 ) -> Update:
     a = tables.appointment
     return (
         update(a)
         .where(_in_range(a, lo, hi), in_a_meeting(a), unwarned(a), in_window(a, window),
-               a.c.appointment_id.in_(_recorded(books, step_row_id, batch_no)))
+               a.c.appointment_id.in_(recorded_ids(books, step_row_id, batch_no)))
         .values(cautionWarning=NOT_IN_SYNC, updated=now, updated_associate_id=acting_associate_id,
                 updatedCount=next_updated_count(a.c.updatedCount))
     )
@@ -422,7 +435,7 @@ def _run_batch(
             )
         if ctx.findings.travel.enabled:
             log_changes(conn, tables, "appointment",
-                        _recorded(books, step_row_id, literal(batch_no)), changed, kind=UPDATED,
+                        recorded_ids(books, step_row_id, literal(batch_no)), changed, kind=UPDATED,
                         associate_id=ctx.settings.acting_associate_id, now=ctx.now)
         conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
     return changed

@@ -11,7 +11,14 @@ from setup_tool.errors import SetupToolError
 from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.sequence import reserve_ids, reserve_ids_statement
-from setup_tool.steps import StepContext, StepPlan, next_updated_count, render_sql
+from setup_tool.steps import (
+    SqlValue,
+    StepContext,
+    StepPlan,
+    next_updated_count,
+    render_sql,
+    sql_value,
+)
 from setup_tool.travel import INSERTED, UPDATED, log_changes
 
 STEP_ID = "preference"
@@ -89,7 +96,7 @@ def _next_id(conn: Connection, tables: SuperOfficeTables) -> int:
 # --- statements -------------------------------------------------------------------------------
 
 
-def insert_statement(ctx: StepContext, new_id: int) -> Insert:
+def insert_statement(ctx: StepContext, new_id: SqlValue, now: SqlValue | None = None) -> Insert:
     up = ctx.tables.userpreference
     pref = ctx.findings.preference
     # maxlevel: copy what this preference's other rows say; a global preference otherwise.
@@ -97,28 +104,29 @@ def insert_statement(ctx: StepContext, new_id: int) -> Insert:
     return up.insert().values(
         userpreference_id=new_id, deflevel=SYSTEM_LEVEL, maxlevel=maxlevel, owner_id=0,
         prefsection=DIARY_SYNC[0], prefkey=DIARY_SYNC[1], prefvalue=pref.encoding.on,
-        registered=ctx.now, registered_associate_id=ctx.settings.acting_associate_id,
+        registered=ctx.now if now is None else now, registered_associate_id=ctx.settings.acting_associate_id,
         updated=NEVER, updated_associate_id=0, updatedCount=0,
     )
 
 
-def switch_on_statement(ctx: StepContext, ids: list[int]) -> Update:
+def switch_on_statement(ctx: StepContext, ids: list[int], now: SqlValue | None = None) -> Update:
     up = ctx.tables.userpreference
     return (
         update(up)
         .where(up.c.userpreference_id.in_(ids))
-        .values(prefvalue=ctx.findings.preference.encoding.on, updated=ctx.now,
+        .values(prefvalue=ctx.findings.preference.encoding.on,
+                updated=ctx.now if now is None else now,
                 updated_associate_id=ctx.settings.acting_associate_id,
                 updatedCount=next_updated_count(up.c.updatedCount))
     )
 
 
-def _record_statement(books: Bookkeeping, tables: SuperOfficeTables, step_row_id: int,
-                      ids: list[int]) -> Insert:
+def record_statement(books: Bookkeeping, tables: SuperOfficeTables, step_row_id: SqlValue,
+                     ids: list[int]) -> Insert:
     up = tables.userpreference
     pv = books.previous_value
     rows = select(
-        literal(step_row_id), literal(1), literal(TABLE_NAME), up.c.userpreference_id, literal(0),
+        sql_value(step_row_id), literal(1), literal(TABLE_NAME), up.c.userpreference_id, literal(0),
         up.c.prefvalue, up.c.updated, up.c.updated_associate_id, up.c.updatedCount,
         next_updated_count(up.c.updatedCount),
     ).where(up.c.userpreference_id.in_(ids))
@@ -166,7 +174,7 @@ def _insert(ctx: StepContext, conn: Connection, step_row_id: int) -> None:
 
 
 def _switch_on(ctx: StepContext, conn: Connection, step_row_id: int, ids: list[int]) -> None:
-    conn.execute(_record_statement(ctx.books, ctx.tables, step_row_id, ids))
+    conn.execute(record_statement(ctx.books, ctx.tables, step_row_id, ids))
     changed = conn.execute(switch_on_statement(ctx, ids)).rowcount
     if changed != len(ids):
         raise SetupToolError(f"Expected to switch on {len(ids)} preference rows, found {changed}: "

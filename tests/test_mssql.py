@@ -1,0 +1,188 @@
+"""SQL Server without a SQL Server: every statement the steps run, compiled for the mssql dialect
+and asserted on; the DBA script parsed with sqlglot as T-SQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlglot
+from sqlalchemy import literal, literal_column, select
+from sqlalchemy.dialects import mssql
+from sqlalchemy.sql import ClauseElement
+from sqlglot import exp
+
+from setup_tool.bookkeeping import Bookkeeping, bookkeeping_sql
+from setup_tool.connection import ConnectionSettings
+from setup_tool.database import Database, open_database
+from setup_tool.detect import OperatorAnswers
+from setup_tool.findings import MarkingWindow
+from setup_tool.host_probe import NoHostProbe
+from setup_tool.schema import canonical_tables
+from setup_tool.sequence import reserve_ids_statement
+from setup_tool.steps import UpgradeSettings
+from setup_tool.steps import mark_invites as marking
+from setup_tool.steps import preference
+from setup_tool.travel import UPDATED, log_changes_statement
+from setup_tool.tsql_script import tsql_script
+from setup_tool.upgrade import UpgradePlan, plan_upgrade
+
+DIALECT = mssql.dialect()
+TABLES = canonical_tables("crm7")
+BOOKS = Bookkeeping.for_schema("crm7")
+WINDOW = MarkingWindow(datetime(2025, 1, 1), datetime(2026, 11, 1, 12))
+MAX_PARAMETERS = 2100  # SQL Server's limit per statement
+
+
+def tsql(statement: ClauseElement) -> str:
+    return str(statement.compile(dialect=DIALECT))
+
+
+def parameters(statement: ClauseElement) -> int:
+    return len(statement.compile(dialect=DIALECT).params)
+
+
+def batch_statements() -> dict[str, ClauseElement]:
+    lo, hi, batch = literal(10), literal(2010), literal(3)
+    return {
+        "stage": marking.stage_candidates_statement(TABLES, BOOKS, 7, WINDOW),
+        "boundary": marking.next_boundary_statement(BOOKS, 7, 2000),
+        "record": marking.record_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch),
+        "mark": marking.mark_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch, 0,
+                                             datetime(2026, 11, 1)),
+        "checkpoint": marking.checkpoint_statement(BOOKS, 7),
+        "travel": log_changes_statement(TABLES, marking.recorded_ids(BOOKS, 7, batch),
+                                        first_id=500, kind=UPDATED, table_no=9, associate_id=0,
+                                        now=datetime(2026, 11, 1)),
+        "sequence": reserve_ids_statement(TABLES, "traveltransactionlog", 80),
+        "count": select(marking.needs_marking(TABLES, WINDOW)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(batch_statements()))
+def test_every_marking_statement_names_the_schema_and_brackets_mixed_case(name: str) -> None:
+    sql = tsql(batch_statements()[name])
+    assert "crm7." in sql
+    assert '"' not in sql  # T-SQL brackets, never ANSI quotes
+    for mixed in ("cautionWarning", "updatedCount", "invitedPersonId", "TableName"):
+        if mixed.lower() in sql.lower():
+            assert f"[{mixed}]" in sql, f"{mixed} not bracketed in {name}"
+    assert parameters(batch_statements()[name]) < MAX_PARAMETERS
+
+
+def test_appointment_statements_say_mother_id_is_not_zero_and_seek_a_key_range() -> None:
+    statements = batch_statements()
+    for name in ("stage", "record", "mark", "count"):
+        assert "crm7.appointment.mother_id <> " in tsql(statements[name]), name
+    for name in ("record", "mark"):
+        sql = tsql(statements[name])
+        assert re.search(r"crm7\.appointment\.appointment_id > \S+ AND "
+                         r"crm7\.appointment\.appointment_id <= ", sql), name
+        assert "TOP" not in sql  # a batch is a key range, never a re-scanned TOP (n)
+
+
+def test_the_next_batch_is_a_seek_on_the_staged_keys_not_a_scan_of_appointments() -> None:
+    sql = tsql(batch_statements()["boundary"])
+    assert "TOP __[POSTCOMPILE" in sql or "TOP 2000" in sql or "TOP (" in sql
+    assert "crm7.appointment" not in sql
+    assert "crm7.setup_tool_candidate.appointment_id >" in sql
+
+
+def test_the_update_stamps_the_row_and_caps_updated_count() -> None:
+    sql = tsql(batch_statements()["mark"])
+    assert "[cautionWarning]=" in sql.replace(" ", "")
+    assert "CASE WHEN (crm7.appointment.[updatedCount] >= " in sql
+    assert "updated_associate_id=" in sql.replace(" ", "")
+
+
+def test_preference_statements_compile_for_sql_server(demo_db: Path) -> None:
+    db = open_database(ConnectionSettings(database_url=f"sqlite:///{demo_db}"), read_only=True)
+    try:
+        plan = plan_upgrade(db, OperatorAnswers(), UpgradeSettings(), NoHostProbe())
+    finally:
+        db.dispose()
+    ctx = _crm7_context(plan)
+    insert = tsql(preference.insert_statement(ctx, 31))
+    assert insert.startswith("INSERT INTO crm7.[UserPreference]")
+    assert "[updatedCount]" in insert
+    update = tsql(preference.switch_on_statement(ctx, [4, 5]))
+    assert update.startswith("UPDATE crm7.[UserPreference] SET")
+    assert "lower(crm7.sequence.[TableName])" in tsql(reserve_ids_statement(TABLES,
+                                                                            "UserPreference", 1))
+
+
+def _crm7_context(plan: UpgradePlan):  # type: ignore[no-untyped-def]
+    from setup_tool.steps import StepContext
+
+    return StepContext(TABLES, BOOKS, plan.findings, UpgradeSettings(), DIALECT, plan.now)
+
+
+# --- the DBA script -----------------------------------------------------------------------------
+
+
+def script_for(demo_path: Path, **settings: object) -> str:
+    db = open_database(ConnectionSettings(database_url=f"sqlite:///{demo_path}"), read_only=True)
+    try:
+        upgrade_settings = UpgradeSettings(**settings)  # type: ignore[arg-type]
+        plan = plan_upgrade(db, OperatorAnswers(), upgrade_settings, NoHostProbe())
+        crm7 = Database(db.engine, db.url, "crm7", TABLES, BOOKS, True)
+        return tsql_script(crm7, plan, upgrade_settings, {"appointment": 9, "UserPreference": 56})
+    finally:
+        db.dispose()
+
+
+def go_batches(script: str) -> list[str]:
+    return [b for b in re.split(r"^\s*GO\s*$", script, flags=re.MULTILINE) if b.strip()]
+
+
+def commands(batch: str) -> list[str]:
+    """Statements sqlglot could only keep as raw text (anywhere in the tree, loops included)."""
+    raw = []
+    for statement in sqlglot.parse(batch, read="tsql"):
+        if statement is not None:
+            raw += [node.sql() for node in statement.walk() if isinstance(node, exp.Command)]
+    return raw
+
+
+@pytest.mark.parametrize("travel", [False, True])
+def test_the_dba_script_is_tsql_that_sqlglot_reads_statement_by_statement(
+    make_demo, travel: bool
+) -> None:
+    script = script_for(make_demo(travel=travel), fix_overrides=True)
+    batches = go_batches(script)
+    assert len(batches) >= 6
+    for batch in batches:
+        assert commands(batch) == [], batch[:300]
+    assert "CREATE TABLE crm7.setup_tool_run" in script  # bookkeeping DDL first
+    assert "INSERT INTO crm7.[UserPreference]" in script
+    assert "WHILE 1 = 1" in script and "BEGIN TRANSACTION;" in script
+    assert "SELECT TOP 2000" in script
+    assert ("INSERT INTO crm7.traveltransactionlog" in script) is travel
+
+
+def test_the_script_marks_with_the_same_predicates_as_a_real_run(demo_db: Path) -> None:
+    script = script_for(demo_db)
+    loop = script[script.index("WHILE 1 = 1"):]
+    assert "crm7.appointment.appointment_id > @lo AND crm7.appointment.appointment_id <= @hi" in loop
+    assert "crm7.appointment.registered < @until" in loop
+    assert "(crm7.appointment.mother_id <> 0)" in loop
+    assert "IF @changed <> @recorded" in loop
+
+
+def test_bookkeeping_ddl_for_sql_server() -> None:
+    ddl = bookkeeping_sql("crm7", "mssql")
+    assert "CREATE TABLE crm7.setup_tool_alembic_version" in ddl
+    for table in ("setup_tool_run", "setup_tool_step", "setup_tool_previous_value",
+                  "setup_tool_candidate"):
+        assert f"CREATE TABLE crm7.{table}" in ddl
+    assert "IDENTITY" in ddl and "\nGO\n" in ddl
+    for batch in go_batches(ddl):
+        assert commands(batch) == []
+
+
+def test_literal_columns_are_tsql_variables() -> None:
+    window = dataclasses.replace(WINDOW, until_sql=literal_column("@until"))
+    assert "registered < @until" in tsql(select(marking.in_window(TABLES.appointment, window)))
