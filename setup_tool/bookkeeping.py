@@ -191,6 +191,12 @@ def finish_run(conn: Connection, books: Bookkeeping, run_id: int, **values: Any)
     conn.execute(update(books.run).where(books.run.c.run_id == run_id).values(**values))
 
 
+def close_dead_runs(conn: Connection, books: Bookkeeping) -> None:
+    """Runs still marked running while we hold the lock died (killed, crashed, lost connection)."""
+    conn.execute(update(books.run).where(books.run.c.status == "running")
+                 .values(status="interrupted", outcome="interrupted"))
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()

@@ -294,7 +294,8 @@ def create_engine_for(
     backend = url.get_backend_name()
     if backend == "sqlite":
         url = _sqlite_uri_url(url, read_only=read_only, create_missing=create_missing)
-    options: dict[str, Any] = {"hide_parameters": True}
+    # pool_pre_ping: after a dropped connection, the run's last bookkeeping write gets a live one.
+    options: dict[str, Any] = {"hide_parameters": True, "pool_pre_ping": True}
     if backend == "mssql" and url.get_driver_name() == "pyodbc":
         options["fast_executemany"] = True
         options["connect_args"] = {"timeout": login_timeout}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Index, SmallInteger, Table, create_engine
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 
 from setup_tool.errors import UsageError
 from setup_tool.schema import SuperOfficeTables, canonical_tables
@@ -629,11 +629,11 @@ def _insert_appointments(
             progress(done, total)
 
 
-def updated_count_cap(conn: Connection, table: Table) -> int:
+def updated_count_cap(dialect: Dialect, table: Table) -> int:
     """The highest updatedCount `table` can hold: SuperOffice's 65535, unless the column is a
     signed SMALLINT on a server engine (PostgreSQL, SQL Server), where 65535 is out of range."""
     column_type = table.c.updatedCount.type
-    if conn.dialect.name != "sqlite" and isinstance(column_type, SmallInteger):
+    if dialect.name != "sqlite" and isinstance(column_type, SmallInteger):
         return SIGNED_SMALLINT_MAX
     return UPDATED_COUNT_CAP
 
@@ -788,7 +788,7 @@ def populate_demo(
     now = options.resolved_now()
     people = _plan_people(options.appointments)
     _insert_people(conn, tables, people, options.seed, now)
-    cap = updated_count_cap(conn, tables.appointment)
+    cap = updated_count_cap(conn.dialect, tables.appointment)
     generator = _AppointmentGenerator(options, people, now, cap)
     _insert_appointments(conn, tables, generator, progress)
     max_ids = {

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from setup_tool.bookkeeping import describe_lock_holder, finish_run, install_bookkeeping, start_run
+from setup_tool.bookkeeping import (
+    close_dead_runs,
+    describe_lock_holder,
+    finish_run,
+    install_bookkeeping,
+    start_run,
+)
 from setup_tool.clock import utc_now
 from setup_tool.database import Database
 from setup_tool.detect import OperatorAnswers, detect
@@ -219,6 +225,7 @@ def apply_plan(
                        create_tables=not findings.history.installed)
     with db.engine.begin() as conn:
         install_bookkeeping(conn, db.schema)
+        close_dead_runs(conn, db.books)
         sync = findings.synchronizer.version
         run_id = start_run(
             conn, db.books, mode="upgrade", started_at=now,

@@ -302,3 +302,24 @@ def normalised(rows: list[Row], run_times: Iterable[str]) -> list[Row]:
 
 def all_run_times(path: Path) -> list[str]:
     return [str(r["started_at"]) for r in run_rows(path)]
+
+
+def final_state(path: Path) -> dict[str, Any]:
+    times = all_run_times(path)
+    pv = query(path, "SELECT table_name, record_id, inserted, caution_warning, prefvalue, "
+               "updated, updated_associate_id, updated_count, new_updated_count "
+               "FROM setup_tool_previous_value ORDER BY table_name, record_id")
+    return {
+        "appointment": normalised(dump(path, "appointment"), times),
+        "UserPreference": normalised(dump(path, "UserPreference"), times),
+        "sequence": dump(path, "sequence"),
+        "traveltransactionlog": normalised(
+            [{k: v for k, v in r.items() if k != "traveltransactionlog_id"}
+             for r in dump(path, "traveltransactionlog")], times),
+        "previous_value": pv,
+    }
+
+
+def whole_database(path: Path) -> dict[str, list[Row]]:
+    return {t: dump(path, t) for t in ("appointment", "UserPreference", "sequence",
+                                       "traveltransactionlog")}

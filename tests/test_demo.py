@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, MetaData, Table, create_engine, inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, MetaData, SmallInteger, Table, create_engine, inspect, text
+from sqlalchemy.engine import Connection, Dialect
 
 from setup_tool.demo import (
     NEVER,
@@ -18,9 +18,10 @@ from setup_tool.demo import (
     build_demo_database,
     create_demo_schema,
     populate_demo,
+    updated_count_cap,
 )
 from setup_tool.errors import UsageError
-from setup_tool.schema import TABLE_SPECS, canonical_metadata, reflect_tables
+from setup_tool.schema import TABLE_SPECS, canonical_metadata, canonical_tables, reflect_tables
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 OPTIONS = DemoOptions(appointments=5_000, now=NOW)
@@ -193,6 +194,21 @@ def test_update_bookkeeping_is_realistic(db: sqlite3.Connection) -> None:
     bad_order = """SELECT COUNT(*) FROM appointment WHERE updatedCount <> 0
                    AND NOT (registered < updated AND updated < ?)"""
     assert scalar(db, bad_order, NOW.isoformat(sep=" ")) == 0
+
+
+def dialect(name: str) -> Dialect:
+    return create_engine(f"{name}://").dialect  # no connection is made
+
+
+def test_updated_count_cap_fits_the_column() -> None:
+    canonical = canonical_tables().appointment
+    smallint = Table("appointment", MetaData(), Column("updatedCount", SmallInteger))
+    for name in ("sqlite", "postgresql+psycopg", "mssql+pyodbc"):
+        assert updated_count_cap(dialect(name), canonical) == 65535
+    # A DBA script's SMALLINT holds 65535 on SQLite only; the server engines' is signed.
+    assert updated_count_cap(dialect("sqlite"), smallint) == 65535
+    assert updated_count_cap(dialect("postgresql+psycopg"), smallint) == 32767
+    assert updated_count_cap(dialect("mssql+pyodbc"), smallint) == 32767
 
 
 def test_registered_dates_span_years_before_now(db: sqlite3.Connection) -> None:

@@ -253,7 +253,7 @@ class DictRegistry:
 
 def test_windows_probe_reads_uninstall_entries_services_and_folder() -> None:
     uninstall, wow = UNINSTALL_KEYS
-    exe = r"C:\Program Files (x86)\InfoBridge\Exchange Online Synchronizer\InfoBridge.Synchronizer.Service.exe"
+    exe = rf"{INSTALL_FOLDER}\InfoBridge.Synchronizer.Service.exe"
     registry = DictRegistry({
         rf"{uninstall}\{{A1}}": {"DisplayName": "Microsoft Office", "DisplayVersion": "16.0"},
         rf"{uninstall}\{{B2}}": {"DisplayName": "InfoBridge Outlook Add-in", "DisplayVersion": "9"},

@@ -1,0 +1,892 @@
+"""The command line as administrators and installers meet it: every exit code, the wizard,
+unattended runs, answer files and environment variables, passwords, help.
+
+Real SQLite files (the demo), real processes where a process matters (Ctrl-C, stdin left open),
+click's CliRunner elsewhere. Every test runs in its own working directory, where the default log
+and report files land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import select
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine
+
+from setup_tool import __version__
+from setup_tool.cli import cli
+from setup_tool.config import PASSWORD_KEY, envvar, load_answer_file
+from setup_tool.locking import run_lock
+
+SECRET = "S3cret-Pa55"
+WIZARD_CONFIRM = "Apply these changes to the database now?"
+SYNC_QUESTION = "Is the on-premise synchronizer in use"
+VERSION_QUESTION = "Which SuperOffice version is installed"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test in a working directory of its own, with no SETUP_TOOL_* variable from outside."""
+    for name in list(os.environ):
+        if name.startswith("SETUP_TOOL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: object, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, env=env)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result
+
+
+def tool() -> list[str]:
+    script = Path(sys.executable).with_name("setup-tool")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "setup_tool"]
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETUP_TOOL_")}
+    return {**env, **extra}
+
+
+def run_tool(*args: object, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*tool(), *map(str, args)], cwd=cwd, env=tool_env(**env), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    return proc
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def query(db: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(db, timeout=10)) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def execute(db: Path, *statements: str) -> None:
+    with closing(sqlite3.connect(db)) as con:
+        for statement in statements:
+            con.execute(statement)
+        con.commit()
+
+
+def marked(db: Path) -> int:
+    return int(query(db, "SELECT count(*) FROM appointment WHERE cautionWarning = 1")[0][0])
+
+
+def url(db: Path) -> str:
+    return f"sqlite:///{db}"
+
+
+def licensed_only(make_demo: Callable[..., Path], **options: Any) -> Path:
+    """Licensed for the synchronizer, but no ProductVersion row says it is installed."""
+    db = make_demo(**options)
+    execute(db, "DELETE FROM ProductVersion WHERE ownerName = 'InfoBridge'")
+    return db
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dry_run_report(db: Path, *args: object) -> dict[str, Any]:
+    report = db.with_name(f"{db.stem}-plan-{time.monotonic_ns()}.json")
+    result = invoke("upgrade", "--database-url", url(db), "--dry-run", "--report", report, *args)
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(report.read_text()))
+
+
+def step_rows(report: dict[str, Any]) -> dict[str, int]:
+    return {step["id"]: step["rows"] for step in report["steps"]}
+
+
+def override_values(db: Path) -> list[str]:
+    return [
+        row[0]
+        for row in query(
+            db,
+            "SELECT prefvalue FROM UserPreference WHERE prefsection = 'Mail' AND "
+            "prefkey = 'DiarySynchronizerActive' AND deflevel IN (3, 4, 5) ORDER BY 1",
+        )
+    ]
+
+
+def logs_in(folder: Path) -> list[Path]:
+    return sorted(folder.glob("setup-tool-*.log"))
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+
+def test_exit_0_when_the_upgrade_is_done_and_a_rerun_finds_nothing_to_do(demo_db: Path) -> None:
+    first = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert first.exit_code == 0, first.output
+    assert "now safe for SuperOffice invites" in first.stderr
+    assert "exit code 0" in first.stderr
+
+    before = digest(demo_db)
+    again = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert again.exit_code == 0, again.output
+    assert "nothing to change" in again.stderr
+    assert digest(demo_db) == before, "a run with nothing to do wrote to the database"
+
+
+def test_exit_1_on_a_database_error_keeps_the_data_and_says_why(demo_db: Path) -> None:
+    execute(
+        demo_db,
+        "CREATE TRIGGER frozen BEFORE UPDATE ON appointment "
+        "BEGIN SELECT RAISE(ABORT, 'appointments are frozen by the DBA'); END",
+    )
+    marked_before = marked(demo_db)
+
+    result = invoke(
+        "upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides",
+        "--log-file", "run.log",
+    )
+    assert result.exit_code == 1, result.output
+    assert "appointments are frozen by the DBA" in result.stderr
+    assert "Log:" in result.stderr and "run.log" in result.stderr
+    assert "appointments are frozen by the DBA" in Path("run.log").read_text()
+    assert marked(demo_db) == marked_before
+    assert query(demo_db, "SELECT status, exit_code FROM setup_tool_run") == [("failed", 1)]
+
+    execute(demo_db, "DROP TRIGGER frozen")
+    again = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert again.exit_code == 0, again.output
+    assert marked(demo_db) > marked_before
+
+
+BAD_TOML = 'database-url = "sqlite:///unterminated\n'
+
+USAGE_ERRORS: dict[str, tuple[list[str], str]] = {
+    "unknown option": (["upgrade", "--database-url", "{url}", "--frobnicate"], "No such option"),
+    "password as an option": (["upgrade", "--password", SECRET], "No such option"),
+    "malformed answer file": (["upgrade", "--config", "bad.toml"], "not valid TOML"),
+    "missing answer file": (["upgrade", "--config", "nowhere.toml"], "does not exist"),
+    "invalid table prefix": (
+        ["upgrade", "--database-url", "{url}", "--table-prefix", "crm7;DROP TABLE x", "--dry-run"],
+        "Invalid table prefix",
+    ),
+    "missing database unattended": (["upgrade", "--unattended"], "Missing answer"),
+    "detailed exit code without dry run": (
+        ["upgrade", "--database-url", "{url}", "--detailed-exitcode", "--unattended"],
+        "--detailed-exitcode goes with --dry-run",
+    ),
+    "no synchronizer and a synchronizer version": (
+        ["upgrade", "--database-url", "{url}", "--unattended", "--no-synchronizer",
+         "--synchronizer-version", "3.2.284"],
+        "contradict",
+    ),
+    "unparsable synchronizer version": (
+        ["upgrade", "--database-url", "{url}", "--unattended", "--synchronizer-version", "three"],
+        "Cannot read the InfoBridge Synchronizer version 'three'",
+    ),
+    "unparsable superoffice version": (
+        ["upgrade", "--database-url", "{url}", "--dry-run", "--superoffice-version", "banana"],
+        "Cannot read the SuperOffice version 'banana'",
+    ),
+    "batch size out of range": (
+        ["upgrade", "--database-url", "{url}", "--batch-size", "0"], "--batch-size",
+    ),
+    "unknown report format": (
+        ["upgrade", "--database-url", "{url}", "--dry-run", "--format", "pdf"], "--format",
+    ),
+    "demo over an existing file": (["demo", "{db}"], "--overwrite"),
+}
+
+
+@pytest.mark.parametrize("case", USAGE_ERRORS, ids=list(USAGE_ERRORS))
+def test_exit_2_on_usage_and_configuration_errors(case: str, demo_db: Path) -> None:
+    Path("bad.toml").write_text(BAD_TOML)
+    args, message = USAGE_ERRORS[case]
+    before = digest(demo_db)
+    result = invoke(*(a.format(url=url(demo_db), db=demo_db) for a in args))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert SECRET not in result.output
+    assert digest(demo_db) == before
+
+
+def test_exit_3_when_superoffice_is_older_than_8_5_r10(make_demo: Callable[..., Path]) -> None:
+    db = make_demo(superoffice_version="8.1 R03")
+    before = digest(db)
+    for extra in (["--unattended"], ["--dry-run"], ["--dry-run", "--detailed-exitcode"], []):
+        result = invoke("upgrade", "--database-url", url(db), "--fix-overrides", *extra, input="y\n")
+        assert result.exit_code == 3, (extra, result.output)
+        assert "older than 8.5 R10" in result.output
+        assert WIZARD_CONFIRM not in result.output
+    assert digest(db) == before
+
+
+def _empty_file(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _unrelated_tables(path: Path) -> None:
+    execute(path, "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)",
+            "INSERT INTO invoices VALUES (1, 9.5)")
+
+
+@pytest.mark.parametrize("make", [_empty_file, _unrelated_tables], ids=["empty", "unrelated"])
+@pytest.mark.parametrize("command", [["upgrade", "--unattended"], ["upgrade", "--dry-run"],
+                                     ["detect"], ["upgrade"]])
+def test_exit_3_when_it_is_not_a_superoffice_database(
+    make: Callable[[Path], None], command: list[str], workdir: Path
+) -> None:
+    db = workdir / "other.db"
+    make(db)
+    before = digest(db)
+    result = invoke(*command, "--database-url", url(db))
+    assert result.exit_code == 3, result.output
+    assert "does not look like a SuperOffice database" in result.stderr
+    assert digest(db) == before
+
+
+def test_exit_4_while_overrides_are_left_off_and_0_once_fixed(demo_db: Path) -> None:
+    assert "0" in override_values(demo_db)
+    result = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--report", "r.txt")
+    assert result.exit_code == 4, result.output
+    assert "action required" in result.stderr
+    report = Path("r.txt").read_text()
+    assert "--fix-overrides" in report
+    assert "0" in override_values(demo_db)
+
+    fixed = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert fixed.exit_code == 0, fixed.output
+    assert set(override_values(demo_db)) == {"1"}
+
+
+def test_exit_4_when_the_synchronizer_is_older_than_3_2_284(make_demo: Callable[..., Path]) -> None:
+    db = make_demo(synchronizer_version="3.2.283")
+    plan = dry_run_report(db, "--fix-overrides")
+    assert plan["findings"]["synchronizer"]["status"] == "too_old"
+    before = marked(db)
+
+    result = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides",
+                    "--report", "r.json")
+    assert result.exit_code == 4, result.output
+    report = json.loads(Path("r.json").read_text())
+    assert report["outcome"] == "action_required" and report["exit_code"] == 4
+    assert any("3.2.284" in warning for warning in report["warnings"])
+    # the data is still protected
+    assert marked(db) == before + step_rows(plan)["mark_invites"] > before
+
+
+def test_exit_5_while_another_run_holds_the_lock(demo_db: Path) -> None:
+    before = digest(demo_db)
+    with run_lock(create_engine(url(demo_db))):
+        unattended = invoke("upgrade", "--database-url", url(demo_db), "--unattended")
+        wizard = invoke("upgrade", "--database-url", url(demo_db), "--lock-timeout", "0.3",
+                        input="y\n")
+        undo = invoke("undo", "--database-url", url(demo_db), "--unattended")
+    for result in (unattended, wizard, undo):
+        assert result.exit_code == 5, result.output
+        assert "holds the lock" in result.stderr
+    assert "waited 0.3 s" in wizard.stderr
+    assert WIZARD_CONFIRM not in wizard.output
+    assert digest(demo_db) == before
+
+    after = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert after.exit_code == 0, after.output
+
+
+def test_exit_6_when_the_file_is_not_a_database(workdir: Path) -> None:
+    junk = workdir / "junk.db"
+    junk.write_bytes(bytes(range(256)) * 40)
+    for command in (["upgrade", "--unattended"], ["upgrade", "--dry-run"], ["detect"]):
+        result = invoke(*command, "--database-url", url(junk))
+        assert result.exit_code == 6, result.output
+        assert "is not a SQLite database" in result.stderr
+
+
+def test_exit_6_when_sql_server_cannot_be_reached() -> None:
+    server = f"127.0.0.1,{closed_port()}"
+    result = invoke(
+        "upgrade", "--unattended", "--server", server, "--database", "SuperOffice", "--user", "sa",
+        "--odbc-driver", "FreeTDS", "--login-timeout", "2", env={"SETUP_TOOL_DB_PASSWORD": SECRET},
+    )
+    assert result.exit_code == 6, result.output
+    assert f"Cannot reach SQL Server '{server}'" in result.stderr
+    assert SECRET not in result.output
+
+
+def _start_marking(db: Path, workdir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*tool(), "upgrade", "--database-url", url(db), "--unattended", "--batch-size", "1",
+         "--fix-overrides", "--log-file", "interrupted.log", *args],
+        cwd=workdir, env=tool_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_batches(db: Path, proc: subprocess.Popen[str], batches: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = query(db, "SELECT count(*) FROM setup_tool_previous_value "
+                             "WHERE table_name = 'appointment'")[0][0]
+        except sqlite3.OperationalError:  # not created yet, or a batch holds the write lock
+            done = 0
+        if done >= batches:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the upgrade did not get to {batches} batches: {proc.poll()}")
+
+
+def test_exit_130_on_ctrl_c_finishes_the_batch_and_a_rerun_resumes(
+    make_demo: Callable[..., Path], workdir: Path
+) -> None:
+    db = make_demo(appointments=12000)
+    to_mark = step_rows(dry_run_report(db, "--fix-overrides"))["mark_invites"]
+    before = marked(db)
+    assert to_mark > 200
+
+    proc = _start_marking(db, workdir)
+    _wait_for_batches(db, proc, 5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in out + err
+    assert proc.returncode == 130, err
+    assert "Stopping after the current batch" in err
+    assert "run the same command again to resume" in err.lower()
+    assert "interrupted.log" in err
+
+    # whole batches only: every row marked so far has its previous value recorded, and the rest
+    # is still to do
+    recorded = query(db, "SELECT count(*) FROM setup_tool_previous_value "
+                         "WHERE table_name = 'appointment'")[0][0]
+    assert 5 <= recorded < to_mark
+    assert marked(db) - before == recorded
+    assert query(db, "SELECT status, exit_code FROM setup_tool_run") == [("interrupted", 130)]
+
+    resumed = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides")
+    assert resumed.exit_code == 0, resumed.output
+    assert marked(db) - before == to_mark
+    again = invoke("upgrade", "--database-url", url(db), "--dry-run", "--detailed-exitcode")
+    assert again.exit_code == 0, again.output
+
+
+def _read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 60) -> str:
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        assert time.monotonic() < deadline, seen.decode()
+        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, f"stderr closed before {marker!r}: {seen.decode()}"
+            seen += chunk
+    return seen.decode()
+
+
+def test_ctrl_c_at_the_confirmation_stops_at_once_and_changes_nothing(
+    demo_db: Path, workdir: Path
+) -> None:
+    before = digest(demo_db)
+    with open(workdir / "stdout.txt", "wb") as stdout:
+        proc = subprocess.Popen(
+            [*tool(), "upgrade", "--database-url", url(demo_db)], cwd=workdir, env=tool_env(),
+            stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,
+        )
+        try:
+            _read_until(proc, WIZARD_CONFIRM)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            assert proc.stdin is not None and proc.stderr is not None
+            proc.stdin.close()
+            err = proc.stderr.read().decode()
+            proc.stderr.close()
+    assert "Traceback" not in err
+    assert proc.returncode == 130, err
+    assert "nothing was changed" in err
+    assert "Stopping after the current batch" not in err
+    assert digest(demo_db) == before
+
+
+def test_an_unanswered_question_cancels_cleanly(demo_db: Path) -> None:
+    before = digest(demo_db)
+    for command in (["upgrade"], ["undo"]):
+        result = invoke(*command, "--database-url", url(demo_db), input="")
+        assert result.exit_code == 1, result.output
+        assert "nothing was changed" in result.stderr
+        assert "--unattended" in result.stderr
+    assert digest(demo_db) == before
+
+
+def test_dry_run_detailed_exitcode_is_10_while_changes_are_pending_then_0(demo_db: Path) -> None:
+    args = ["upgrade", "--database-url", url(demo_db), "--dry-run"]
+    assert invoke(*args).exit_code == 0
+    pending = invoke(*args, "--detailed-exitcode")
+    assert pending.exit_code == 10, pending.output
+
+    done = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--fix-overrides")
+    assert done.exit_code == 0, done.output
+
+    after = invoke(*args, "--detailed-exitcode", "--format", "json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout)["outcome"] == "nothing_to_do"
+
+
+# --- the wizard --------------------------------------------------------------------------------
+
+
+def test_wizard_asks_for_the_connection_shows_the_plan_and_declining_changes_nothing(
+    demo_db: Path,
+) -> None:
+    rows = step_rows(dry_run_report(demo_db))
+    before = digest(demo_db)
+
+    result = invoke("upgrade", input=f"{url(demo_db)}\nn\n")
+    assert result.exit_code == 1, result.output
+    assert "SQL Server (host\\instance) or a database URL" in result.stderr
+    # the findings with their evidence, and the plan with row counts, before the one question
+    assert "Findings" in result.stdout and "ProductVersion" in result.stdout
+    assert f"Mark pre-existing invite appointments: will change {rows['mark_invites']} row(s)" \
+        in result.stdout
+    assert "Switch on Diary Synchronizer Active: will change 1 row(s)" in result.stdout
+    assert result.output.count(WIZARD_CONFIRM) == 1
+    assert "Cancelled at the confirmation: nothing was changed" in result.stderr
+    assert digest(demo_db) == before
+
+
+def test_wizard_asks_for_sql_server_login_and_a_hidden_password() -> None:
+    server = f"127.0.0.1,{closed_port()}"
+    result = invoke("upgrade", "--odbc-driver", "FreeTDS", "--login-timeout", "2",
+                    input=f"{server}\nSuperOffice\nsa\n{SECRET}\n")
+    assert "Database [SuperOffice]" in result.stderr
+    assert "SQL Server login" in result.stderr
+    assert "Password for sa" in result.stderr
+    assert result.exit_code == 6, result.output
+    assert SECRET not in result.output
+    for log in logs_in(Path.cwd()):
+        assert SECRET not in log.read_text()
+
+
+def test_wizard_applies_after_one_confirmation_and_says_where_report_and_log_are(
+    demo_db: Path, workdir: Path
+) -> None:
+    rows = step_rows(dry_run_report(demo_db))
+    before = marked(demo_db)
+    result = invoke("upgrade", "--database-url", url(demo_db), input="y\n")
+    assert result.exit_code == 4, result.output  # the override row is still off
+    assert result.output.count(WIZARD_CONFIRM) == 1
+    assert marked(demo_db) == before + rows["mark_invites"]
+    report = re.search(r"Report: (\S+)", result.stderr)
+    log = re.search(r"Log: +(\S+)", result.stderr)
+    assert report and log, result.stderr
+    assert (workdir / report.group(1)).read_text().lstrip().lower().startswith("<!doctype html")
+    assert "outcome action_required, exit code 4" in (workdir / log.group(1)).read_text()
+
+
+def test_wizard_overrides_left_off_exit_4_and_fixed_with_fix_overrides(demo_db: Path) -> None:
+    left = invoke("upgrade", "--database-url", url(demo_db), input="y\n")
+    assert left.exit_code == 4, left.output
+    assert "0" in override_values(demo_db)
+    fixed = invoke("upgrade", "--database-url", url(demo_db), "--fix-overrides", input="y\n")
+    assert fixed.exit_code == 0, fixed.output
+    assert "1 row(s)" in fixed.stdout
+    assert set(override_values(demo_db)) == {"1"}
+
+
+def test_wizard_with_the_synchronizer_present_asks_nothing_about_it(demo_db: Path) -> None:
+    result = invoke("upgrade", "--database-url", url(demo_db), "--fix-overrides", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert SYNC_QUESTION not in result.output
+    assert VERSION_QUESTION not in result.output
+
+
+@pytest.mark.parametrize("how", ["--no-synchronizer", "demo without synchronizer"])
+def test_wizard_without_a_synchronizer_marks_nothing(
+    how: str, make_demo: Callable[..., Path]
+) -> None:
+    if how == "--no-synchronizer":
+        db, args = make_demo(), ["--no-synchronizer"]
+    else:
+        db, args = make_demo(synchronizer_version=None), []
+    before = digest(db)
+    result = invoke("upgrade", "--database-url", url(db), *args, input="y\ny\n")
+    assert result.exit_code == 0, result.output
+    assert SYNC_QUESTION not in result.output
+    assert "nothing to change" in result.stderr
+    assert digest(db) == before
+    plan = dry_run_report(db, *args)
+    assert plan["findings"]["synchronizer"]["in_use"] is False
+    assert {s["id"]: s["decision"] for s in plan["steps"]}["mark_invites"] == "skip"
+
+
+def test_wizard_licensed_only_asks_whether_it_is_in_use_yes(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = licensed_only(make_demo)
+    rows = step_rows(dry_run_report(db, "--synchronizer-version", "3.2.284"))
+    before = marked(db)
+    # an unreadable version is asked again
+    result = invoke("upgrade", "--database-url", url(db), "--fix-overrides",
+                    input="y\nthree\n3.2.284\ny\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(SYNC_QUESTION) == 1
+    assert "Cannot read the InfoBridge Synchronizer version 'three'" in result.stderr
+    assert result.output.count("Its version") == 2
+    assert "superoffice.exchange-sync" in result.stderr  # the evidence is shown with the question
+    assert marked(db) == before + rows["mark_invites"] > before
+
+
+def test_wizard_licensed_only_asks_whether_it_is_in_use_no(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = licensed_only(make_demo)
+    before = digest(db)
+    result = invoke("upgrade", "--database-url", url(db), "--fix-overrides", input="n\ny\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(SYNC_QUESTION) == 1
+    assert WIZARD_CONFIRM not in result.output
+    assert digest(db) == before
+
+
+def test_wizard_asks_for_an_undetermined_superoffice_version(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = make_demo(superoffice_version="8.5.7346.1605")
+    before = digest(db)
+    stopped = invoke("upgrade", "--database-url", url(db), input="\n")
+    assert stopped.exit_code == 3, stopped.output
+    assert "8.5.7346.1605" in stopped.stderr  # the evidence is shown with the question
+    assert digest(db) == before
+
+    rows = step_rows(dry_run_report(db, "--superoffice-version", "8.5 R10"))
+    result = invoke("upgrade", "--database-url", url(db), "--fix-overrides", input="8.5 R10\ny\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(VERSION_QUESTION) == 1
+    assert "SuperOffice 8.5 R10 supports invites" in result.stdout
+    assert marked(db) - query(db, "SELECT 0")[0][0] > 0
+    assert step_rows(dry_run_report(db, "--superoffice-version", "8.5 R10"))["mark_invites"] == 0
+    assert rows["mark_invites"] > 0
+
+
+def test_yes_applies_without_the_question_but_still_shows_the_plan(demo_db: Path) -> None:
+    result = invoke("upgrade", "--database-url", url(demo_db), "--yes", "--fix-overrides")
+    assert result.exit_code == 0, result.output
+    assert WIZARD_CONFIRM not in result.output
+    assert "will change" in result.stdout
+
+
+# --- unattended --------------------------------------------------------------------------------
+
+
+def test_unattended_ignores_stdin_and_names_the_missing_synchronizer_answer(
+    make_demo: Callable[..., Path], workdir: Path
+) -> None:
+    db = licensed_only(make_demo)
+    before = digest(db)
+    result = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides",
+                    input="y\n3.2.284\ny\n")
+    assert result.exit_code == 2, result.output
+    for name in ("--synchronizer-version", "--no-synchronizer", "SETUP_TOOL_SYNCHRONIZER_VERSION",
+                 "'synchronizer-version / no-synchronizer'"):
+        assert name in result.stderr
+    assert SYNC_QUESTION not in result.output
+    assert digest(db) == before
+    (log,) = logs_in(workdir)
+    assert "Missing answer" in log.read_text()
+
+
+def test_unattended_names_the_missing_database_answer(workdir: Path) -> None:
+    result = invoke("upgrade", "--unattended", input="sqlite:///crm.db\n")
+    assert result.exit_code == 2, result.output
+    for name in ("--database-url", "SETUP_TOOL_DATABASE_URL", "answer-file key database-url"):
+        assert name in result.stderr
+    assert "SQL Server (host" not in result.output
+    (log,) = logs_in(workdir)
+    assert "Missing answer: which database" in log.read_text()
+
+
+def test_unattended_names_the_missing_password_answer() -> None:
+    result = invoke("upgrade", "--unattended", "--server", "sql01", "--database", "SuperOffice",
+                    "--user", "sa", input=f"{SECRET}\n")
+    assert result.exit_code == 2, result.output
+    assert "SETUP_TOOL_DB_PASSWORD" in result.stderr and f"'{PASSWORD_KEY}'" in result.stderr
+    assert "Password for" not in result.output
+
+
+def test_unattended_blocks_on_an_undetermined_superoffice_version_and_says_how_to_answer(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = make_demo(superoffice_version="8.5.7346.1605")
+    result = invoke("upgrade", "--database-url", url(db), "--unattended", input="8.5 R10\n")
+    assert result.exit_code == 3, result.output
+    for name in ("--superoffice-version", "SETUP_TOOL_SUPEROFFICE_VERSION", "superoffice-version"):
+        assert name in result.stderr
+    answered = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides",
+                      env={"SETUP_TOOL_SUPEROFFICE_VERSION": "8.5 R10"})
+    assert answered.exit_code == 0, answered.output
+
+
+def _wait_without_input(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run with stdin a pipe that stays open and silent: a read would wait for ever."""
+    with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
+        proc = subprocess.Popen([*tool(), *args], cwd=cwd, env=tool_env(), stdin=subprocess.PIPE,
+                                stdout=out, stderr=err, text=True)
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            assert proc.stdin is not None
+            proc.stdin.close()
+    text = (cwd / "out.txt").read_text() + (cwd / "err.txt").read_text()
+    assert "Traceback" not in text
+    return code, text
+
+
+def test_unattended_never_waits_for_stdin(make_demo: Callable[..., Path], workdir: Path) -> None:
+    db = make_demo()
+    code, text = _wait_without_input(
+        ["upgrade", "--database-url", url(db), "--unattended", "--fix-overrides"], workdir)
+    assert code == 0, text
+    code, text = _wait_without_input(
+        ["upgrade", "--database-url", url(licensed_only(make_demo)), "--unattended"], workdir)
+    assert code == 2, text
+    code, text = _wait_without_input(["undo", "--database-url", url(db), "--unattended"], workdir)
+    assert code == 0, text
+    assert "Undid run(s) 1" in text
+
+
+def test_unattended_always_writes_a_log_file(demo_db: Path, workdir: Path) -> None:
+    dry = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    (log,) = logs_in(workdir)
+    assert re.fullmatch(r"setup-tool-\d{8}-\d{6}\.log", log.name)
+    assert "upgrade --dry-run --unattended" in log.read_text()
+    log.unlink()
+
+    chosen = workdir / "logs" / "upgrade.log"
+    chosen.parent.mkdir()
+    real = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "--log-file", chosen)
+    assert real.exit_code == 4, real.output
+    assert logs_in(workdir) == []
+    text = chosen.read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO", text, re.M)
+    assert "outcome action_required, exit code 4" in text
+
+
+def test_options_from_environment_variables(demo_db: Path) -> None:
+    before = marked(demo_db)
+    result = invoke("upgrade", env={
+        "SETUP_TOOL_DATABASE_URL": url(demo_db), "SETUP_TOOL_UNATTENDED": "1",
+        "SETUP_TOOL_FIX_OVERRIDES": "true", "SETUP_TOOL_BATCH_SIZE": "7",
+        "SETUP_TOOL_REPORT": "env-report.json",
+    })
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path("env-report.json").read_text())
+    assert report["outcome"] == "done"
+    assert marked(demo_db) == before + step_rows(report)["mark_invites"]
+
+
+def test_options_from_an_answer_file_with_sections(demo_db: Path) -> None:
+    Path("answers.toml").write_text(
+        "# answers for the packaging script\n"
+        "[connection]\n"
+        f"database-url = '{url(demo_db)}'\n"
+        "[answers]\n"
+        "unattended = true\n"
+        "fix_overrides = true\n"
+        "batch-size = 50\n"
+        "[output]\n"
+        "report = 'file-report.json'\n"
+    )
+    result = invoke("upgrade", "--config", "answers.toml")
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("file-report.json").read_text())["outcome"] == "done"
+    via_env = invoke("upgrade", env={"SETUP_TOOL_CONFIG": "answers.toml"})
+    assert via_env.exit_code == 0, via_env.output
+    assert "nothing to change" in via_env.stderr
+
+
+def test_command_line_beats_environment_beats_answer_file(demo_db: Path, workdir: Path) -> None:
+    Path("answers.toml").write_text(
+        f"database-url = '{url(demo_db)}'\nlog-file = 'from-file.log'\nunattended = true\n"
+        "dry-run = true\nformat = 'md'\n"
+    )
+    base = ["upgrade", "--config", "answers.toml"]
+    env = {"SETUP_TOOL_LOG_FILE": "from-env.log", "SETUP_TOOL_FORMAT": "json"}
+
+    only_file = invoke(*base)
+    assert only_file.exit_code == 0 and only_file.stdout.startswith("#")
+    file_and_env = invoke(*base, env=env)
+    assert file_and_env.exit_code == 0 and json.loads(file_and_env.stdout)["mode"] == "dry-run"
+    everything = invoke(*base, "--log-file", "from-cli.log", "--format", "text", env=env)
+    assert everything.exit_code == 0 and everything.stdout.startswith("setup-tool dry-run report")
+    assert sorted(p.name for p in workdir.glob("from-*.log")) == [
+        "from-cli.log", "from-env.log", "from-file.log"]
+    for name in ("from-cli.log", "from-env.log", "from-file.log"):
+        assert (workdir / name).read_text().count("setup-tool ") == 1
+
+
+def test_a_typo_in_the_answer_file_is_an_error_with_a_suggestion(demo_db: Path) -> None:
+    Path("typo.toml").write_text(f"database-url = '{url(demo_db)}'\nfix-overides = true\n")
+    result = invoke("upgrade", "--config", "typo.toml", "--unattended")
+    assert result.exit_code == 2, result.output
+    assert "Unknown key 'fix-overides'" in result.output
+    assert "Did you mean 'fix-overrides'?" in result.output
+
+    Path("nonsense.toml").write_text("colour = 'blue'\n")
+    nonsense = invoke("detect", "--config", "nonsense.toml")
+    assert nonsense.exit_code == 2
+    assert "Valid keys:" in nonsense.output and "database-url" in nonsense.output
+
+
+def test_answer_file_value_of_the_wrong_type_is_a_usage_error(demo_db: Path) -> None:
+    Path("answers.toml").write_text(f"database-url = '{url(demo_db)}'\nbatch-size = 'many'\n")
+    result = invoke("upgrade", "--config", "answers.toml", "--unattended", "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert "batch-size" in result.output
+
+
+def _options(command: click.Command) -> list[click.Option]:
+    return [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+
+
+@pytest.mark.parametrize("name", ["upgrade", "detect", "history", "undo"])
+def test_every_option_has_an_environment_variable_and_an_answer_file_key(name: str) -> None:
+    command = cli.commands[name]  # type: ignore[attr-defined]
+    keys = []
+    for opt in _options(command):
+        long = max((o for o in opt.opts if o.startswith("--")), key=len)
+        assert opt.envvar == envvar(long), long
+        keys.append(long.removeprefix("--"))
+    Path("all.toml").write_text("".join(f"{key} = 1\n" for key in [*keys, PASSWORD_KEY]))
+    names = [p.name for p in command.params if p.name]
+    assert set(load_answer_file(Path("all.toml"), names)) == {
+        k.replace("-", "_") for k in [*keys, PASSWORD_KEY]}
+
+
+# --- passwords ---------------------------------------------------------------------------------
+
+
+def _sql_server(port: int) -> list[str]:
+    return ["--server", f"127.0.0.1,{port}", "--database", "SuperOffice", "--user", "sa",
+            "--odbc-driver", "FreeTDS", "--login-timeout", "2"]
+
+
+PASSWORD_CASES: dict[str, tuple[list[str], dict[str, str], str | None]] = {
+    # (arguments, environment, answer file text)
+    "detect, password from the environment": (["detect", "{sql}"], {"SETUP_TOOL_DB_PASSWORD": SECRET},
+                                              None),
+    "upgrade unattended, environment": (["upgrade", "--unattended", "{sql}"],
+                                        {"SETUP_TOOL_DB_PASSWORD": SECRET}, None),
+    "dry run, environment": (["upgrade", "--dry-run", "{sql}"], {"SETUP_TOOL_DB_PASSWORD": SECRET},
+                             None),
+    "upgrade unattended, answer file": (["upgrade", "--unattended", "--config", "a.toml", "{sql}"],
+                                        {}, f"db-password = '{SECRET}'\n"),
+    "history, answer file": (["history", "--config", "a.toml", "{sql}"], {},
+                             f"[connection]\ndb-password = '{SECRET}'\n"),
+    "postgresql URL with the password": (
+        ["upgrade", "--unattended", "--database-url", f"postgresql+psycopg://crm:{SECRET}@127.0.0.1:{{port}}/crm"],
+        {}, None),
+    "postgresql URL, password from the environment": (
+        ["detect", "--database-url", "postgresql+psycopg://crm@127.0.0.1:{port}/crm"],
+        {"SETUP_TOOL_DB_PASSWORD": SECRET}, None),
+}
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+@pytest.mark.parametrize("case", PASSWORD_CASES, ids=list(PASSWORD_CASES))
+def test_the_password_never_appears_when_the_connection_fails(
+    case: str, verbose: bool, workdir: Path
+) -> None:
+    args, env, answers = PASSWORD_CASES[case]
+    if answers is not None:
+        Path("a.toml").write_text(answers)
+    port = closed_port()
+    argv: list[str] = []
+    for arg in args:
+        argv += _sql_server(port) if arg == "{sql}" else [arg.replace("{port}", str(port))]
+    argv += ["--log-file", "run.log", "--report", "report.json"] + (["-v"] if verbose else [])
+    result = invoke(*argv, env=env)
+    assert result.exit_code == 6, result.output
+    assert "Cannot reach" in result.stderr
+    assert SECRET not in result.output
+    assert SECRET not in Path("run.log").read_text()
+    assert "Cannot reach" in Path("run.log").read_text()
+    for path in workdir.iterdir():
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+
+
+def test_the_password_never_appears_in_a_successful_run(demo_db: Path, workdir: Path) -> None:
+    env = {"SETUP_TOOL_DB_PASSWORD": SECRET}
+    for fmt in ("json", "html"):
+        result = invoke("upgrade", "--database-url", url(demo_db), "--unattended", "-v",
+                        "--fix-overrides", "--report", f"report.{fmt}", env=env)
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.output
+    proc = run_tool("history", "--database-url", url(demo_db), "--format", "json", cwd=workdir,
+                    **env)
+    assert proc.returncode == 0 and SECRET not in proc.stdout + proc.stderr
+    assert SECRET.encode() not in demo_db.read_bytes()
+    for path in workdir.iterdir():
+        if path.is_file() and path.suffix in (".json", ".html", ".log"):
+            assert SECRET not in path.read_text(), path
+
+
+# --- help --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["upgrade", "detect", "history", "undo", "demo"])
+def test_every_command_has_help_with_a_summary_an_example_and_env_vars(name: str) -> None:
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"Usage: setup-tool {name} [OPTIONS]")
+    summary = next(line for line in lines[1:] if line.strip())
+    assert summary.strip().endswith((".", ")")), summary
+    assert "Example" in result.stdout
+    assert f"setup-tool {name} " in result.stdout
+    for opt in _options(cli.commands[name]):  # type: ignore[attr-defined]
+        if opt.name != "version":
+            assert f"{opt.envvar}" in result.stdout, opt.name
+    short = invoke(name, "-h")
+    assert short.stdout == result.stdout
+
+
+def test_top_level_help_and_version(workdir: Path) -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in ("upgrade", "detect", "history", "undo", "demo"):
+        assert re.search(rf"^\s+{name}\s+\S", result.stdout, re.M), name
+    assert "setup-tool upgrade --database-url sqlite:///crm.db --dry-run" in result.stdout
+
+    version = run_tool("--version", cwd=workdir)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"setup-tool, version {__version__}"

@@ -1,0 +1,249 @@
+"""Crash and Ctrl-C in the middle of the marking: nothing half-done, and the next run resumes.
+
+Failures are real: a SQLite trigger that refuses one appointment's update, or an engine event
+that breaks the connection's statement after a number of batches. Interruptions use the same
+`should_stop` callback the CLI's Ctrl-C handler sets.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scenarios import (
+    dump,
+    execute,
+    final_state,
+    invite_rows_to_mark,
+    next_id,
+    query,
+    run_rows,
+    run_time,
+    upgrade,
+)
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
+
+from setup_tool.database import Database
+from setup_tool.errors import ExitCode, InterruptedRun
+
+BATCH = 7
+
+
+class Injected(RuntimeError):
+    """The failure an engine event injects (a lost connection, say)."""
+
+
+@pytest.fixture
+def template(make_demo: Callable[..., Path]) -> Path:
+    return make_demo(travel=True, appointments=1500)
+
+
+@pytest.fixture
+def reference(template: Path, tmp_path: Path) -> dict[str, Any]:
+    """The state one uninterrupted run leaves behind."""
+    path = tmp_path / "reference.db"
+    shutil.copyfile(template, path)
+    result = upgrade(path, batch_size=BATCH)
+    assert result.exit_code == ExitCode.DONE or result.exit_code == ExitCode.ACTION_REQUIRED
+    return final_state(path)
+
+
+@pytest.fixture
+def crm(template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "crm.db"
+    shutil.copyfile(template, path)
+    return path
+
+
+def candidates(path: Path) -> list[int]:
+    """The rows a run now would mark, in the order the batches take them."""
+    before = dump(path, "appointment")
+    return sorted(invite_rows_to_mark(before, until="9999"))
+
+
+def marked_since(before: list[dict[str, Any]], path: Path) -> list[int]:
+    old = {r["appointment_id"]: r for r in before}
+    return sorted(r["appointment_id"] for r in dump(path, "appointment")
+                  if r != old[r["appointment_id"]])
+
+
+def marking_step(path: Path) -> dict[str, Any]:
+    (step,) = query(path, "SELECT * FROM setup_tool_step WHERE step_key = 'mark_invites'")
+    return step
+
+
+def recorded_ids(path: Path) -> list[int]:
+    return [r["record_id"] for r in query(
+        path, "SELECT record_id FROM setup_tool_previous_value WHERE table_name = 'appointment' "
+        "ORDER BY record_id")]
+
+
+def statements_of(db: Database, log: list[str]) -> None:
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        log.append(" ".join(statement.split()))
+
+
+def fail_on_update(after: int) -> Callable[[Database], None]:
+    """An engine event that fails the (after+1)-th UPDATE of appointment, mid-transaction."""
+
+    def attach(db: Database) -> None:
+        seen = iter(range(10**6))
+
+        @event.listens_for(db.engine, "before_cursor_execute")
+        def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.lstrip().upper().startswith("UPDATE APPOINTMENT") and \
+                    next(seen) == after:
+                raise Injected("connection lost (injected)")
+
+    return attach
+
+
+def assert_half_run(path: Path, before: list[dict[str, Any]], todo: list[int],
+                    batches: int, log_start: int) -> None:
+    """Exactly `batches` complete batches are in the database, and nothing of the next one."""
+    done = todo[:batches * BATCH]
+    assert marked_since(before, path) == done
+    assert recorded_ids(path) == done  # previous values and updates agree
+    step = marking_step(path)
+    assert step["status"] == "marking"
+    assert step["checkpoint_key"] == done[-1]
+    assert step["batches_done"] == batches and step["rows_changed"] == len(done)
+    assert step["rows_planned"] == len(todo)
+    # Travel: one log row per committed change (plus the preference insert), no gap, no extra.
+    logged = query(path, "SELECT traveltransactionlog_id AS id, record_id, tablenumber "
+                   "FROM traveltransactionlog WHERE traveltransactionlog_id >= ? ORDER BY 1",
+                   [log_start])
+    assert [r["id"] for r in logged] == list(range(log_start, log_start + len(done) + 1))
+    assert sorted(r["record_id"] for r in logged if r["tablenumber"] == 9) == done
+    assert next_id(path, "traveltransactionlog") == log_start + len(done) + 1
+
+
+def assert_resumed_to_the_end(path: Path, reference: dict[str, Any], todo: list[int],
+                              log_start: int) -> None:
+    assert final_state(path) == reference
+    assert recorded_ids(path) == todo  # no duplicates
+    step = marking_step(path)  # the one marking step, resumed: no second one
+    assert step["status"] == "completed" and step["checkpoint_key"] == todo[-1]
+    assert step["rows_changed"] == len(todo)
+    assert step["batches_done"] == math.ceil(len(todo) / BATCH)
+    assert query(path, "SELECT COUNT(*) AS n FROM setup_tool_candidate") == [{"n": 0}]
+    logged = query(path, "SELECT traveltransactionlog_id AS id FROM traveltransactionlog "
+                   "WHERE traveltransactionlog_id >= ? ORDER BY 1", [log_start])
+    assert [r["id"] for r in logged] == list(range(log_start, log_start + len(todo) + 1))
+    assert next_id(path, "traveltransactionlog") == log_start + len(todo) + 1
+
+
+def resume(path: Path, todo: list[int], done: int) -> Iterator[Any]:
+    """Run again, checking it resumes without staging again; yields the result."""
+    planned_log: list[str] = []
+    result = upgrade(path, batch_size=BATCH, on_open=lambda db: statements_of(db, planned_log))
+    mark = next(s for s in result.plan.steps if s.id == "mark_invites")
+    assert "resumes run 1's marking" in mark.reason
+    assert mark.rows == len(todo) - done  # the plan counted exactly what was left
+    assert not [s for s in planned_log if s.upper().startswith("INSERT INTO SETUP_TOOL_CANDIDATE")]
+    yield result
+
+
+# --- a failed batch ----------------------------------------------------------------------------
+
+
+def test_failed_batch_is_rolled_back_and_the_next_run_resumes(
+    crm: Path, reference: dict[str, Any]
+) -> None:
+    todo = candidates(crm)
+    assert len(todo) > 5 * BATCH
+    before = dump(crm, "appointment")
+    log_start = next_id(crm, "traveltransactionlog")
+    victim = todo[3 * BATCH + 2]  # the third row of the fourth batch
+    execute(crm, f"CREATE TRIGGER refuse BEFORE UPDATE ON appointment WHEN OLD.appointment_id "
+            f"= {victim} BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+    with pytest.raises(DBAPIError, match="injected failure"):
+        upgrade(crm, batch_size=BATCH)
+
+    assert_half_run(crm, before, todo, batches=3, log_start=log_start)
+    (run,) = run_rows(crm)
+    assert (run["status"], run["outcome"], run["exit_code"]) == ("failed", "failed", 1)
+    assert run["finished_at"] is not None
+
+    execute(crm, "DROP TRIGGER refuse")
+    (result,) = resume(crm, todo, done=3 * BATCH)
+
+    assert result.run_id == 2 and result.exit_code == ExitCode.ACTION_REQUIRED  # overrides left
+    assert_resumed_to_the_end(crm, reference, todo, log_start)
+    assert [r["status"] for r in run_rows(crm)] == ["failed", "completed"]
+    # The resumed rows carry the time of the run that marked them.
+    rows = {r["appointment_id"]: r for r in dump(crm, "appointment")}
+    assert rows[todo[0]]["updated"] == run_time(crm, 1)
+    assert rows[todo[-1]]["updated"] == run_time(crm, 2)
+
+
+def test_engine_failure_after_two_batches(crm: Path, reference: dict[str, Any]) -> None:
+    todo = candidates(crm)
+    before = dump(crm, "appointment")
+    log_start = next_id(crm, "traveltransactionlog")
+
+    with pytest.raises(Injected):
+        upgrade(crm, batch_size=BATCH, on_open=fail_on_update(after=2))
+
+    # The third batch had recorded its previous values when its update failed: all rolled back.
+    assert_half_run(crm, before, todo, batches=2, log_start=log_start)
+    assert run_rows(crm)[0]["status"] == "failed"
+
+    (result,) = resume(crm, todo, done=2 * BATCH)
+
+    assert result.exit_code == ExitCode.ACTION_REQUIRED
+    assert_resumed_to_the_end(crm, reference, todo, log_start)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def test_stop_after_the_first_batch_then_resume(crm: Path, reference: dict[str, Any]) -> None:
+    todo = candidates(crm)
+    before = dump(crm, "appointment")
+    log_start = next_id(crm, "traveltransactionlog")
+
+    with pytest.raises(InterruptedRun) as raised:
+        upgrade(crm, batch_size=BATCH, should_stop=lambda: True)
+
+    assert raised.value.exit_code == ExitCode.INTERRUPTED == 130
+    assert "Stopped after batch 1" in str(raised.value)
+    assert_half_run(crm, before, todo, batches=1, log_start=log_start)
+    (run,) = run_rows(crm)
+    assert (run["status"], run["outcome"], run["exit_code"]) == \
+        ("interrupted", "interrupted", 130)
+
+    (result,) = resume(crm, todo, done=BATCH)
+
+    assert_resumed_to_the_end(crm, reference, todo, log_start)
+    assert result.run_id == 2
+
+
+def test_a_resumed_run_can_itself_be_stopped_and_resumed(
+    crm: Path, reference: dict[str, Any]
+) -> None:
+    todo = candidates(crm)
+    before = dump(crm, "appointment")
+    log_start = next_id(crm, "traveltransactionlog")
+    with pytest.raises(InterruptedRun):
+        upgrade(crm, batch_size=BATCH, should_stop=lambda: True)
+    stops = iter([False, True])
+
+    with pytest.raises(InterruptedRun) as raised:
+        upgrade(crm, batch_size=BATCH, should_stop=lambda: next(stops))
+
+    assert "Stopped after batch 3" in str(raised.value)  # numbering goes on from the checkpoint
+    assert_half_run(crm, before, todo, batches=3, log_start=log_start)
+    assert [r["status"] for r in run_rows(crm)] == ["interrupted", "interrupted"]
+
+    result = upgrade(crm, batch_size=BATCH)
+
+    assert result.run_id == 3
+    assert_resumed_to_the_end(crm, reference, todo, log_start)
