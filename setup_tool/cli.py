@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from setup_tool.database import Database
     from setup_tool.detect import OperatorAnswers
     from setup_tool.findings import Findings
-    from setup_tool.upgrade import Interaction, UpgradePlan
+    from setup_tool.upgrade import Interaction, UpgradePlan, UpgradeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,8 +50,10 @@ def exits(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         ctx = click.get_current_context()
         console = Console()
+        raised = True
         try:
             code = fn(*args, **kwargs)
+            raised = False
         except SetupToolError as error:
             LOGGER.error(str(error))
             console.error(str(error))
@@ -65,7 +67,7 @@ def exits(fn: F) -> F:
             code = _aborted(ctx, console)
         except Exception as error:  # the edge: no traceback reaches a user
             code = _unexpected(ctx, console, error)
-        if code != ExitCode.DONE and ctx.meta.get(_LOG_FILE):
+        if raised and ctx.meta.get(_LOG_FILE):
             click.echo(f"Log:    {ctx.meta[_LOG_FILE]}", err=True)
         ctx.exit(int(code))
 
@@ -136,7 +138,8 @@ def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> Conn
     from setup_tool.connection import ConnectionSettings
 
     url, server = o["database_url"], o["server"]
-    password = _password(ctx)
+    # SETUP_TOOL_DB_PASSWORD / db-password are for server logins; a database file has none
+    password = None if url and url.lower().startswith("sqlite") else _password(ctx)
     if not url and not server:
         if unattended:
             raise UsageError(
@@ -171,7 +174,7 @@ def _start_logging(ctx: click.Context, log_file: Path | None, secret: str | None
 def _settings(ctx: click.Context, o: dict[str, Any], unattended: bool,
               log_file: Path | None) -> ConnectionSettings:
     settings = _connection(ctx, o, unattended)
-    secret = settings.password or _url_password(settings.database_url)
+    secret = settings.password or _url_password(settings.database_url) or _password(ctx)
     if secret != _password(ctx):  # typed at the prompt, or inside the URL: scrub it too
         _start_logging(ctx, log_file, secret, o["verbose"])
     return settings
@@ -383,7 +386,7 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         report_path = _emit(console, model, o, render_report, default_report)
         if result.run_id is not None:
             _store_report(db, result.run_id, model)
-        _summary(console, result.outcome_text, result.exit_code, report_path, log_file, dry_run)
+        _summary(result, report_path, log_file, dry_run)
         LOGGER.info("outcome %s, exit code %s", result.outcome, int(result.exit_code))
         return int(result.exit_code)
     finally:
@@ -399,13 +402,20 @@ def _store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
                      .values(report_json=json.dumps(model, default=str)))
 
 
-def _summary(console: Console, text: str, code: ExitCode, report: Path | None,
-             log_file: Path | None, dry_run: bool) -> None:
+def _summary(result: UpgradeResult, report: Path | None, log_file: Path | None,
+             dry_run: bool) -> None:
+    """The outcome on stderr; when blocked or a person must act, why (the report has more)."""
     from setup_tool.errors import EXIT_CODE_MEANINGS
 
     if dry_run and report is None:
         return  # the report itself went to stdout
-    click.echo(f"{text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})", err=True)
+    code = result.exit_code
+    click.echo(f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})",
+               err=True)
+    for step in result.plan.steps:
+        if step.decision == "blocked" or step.action_required:
+            click.echo(f"  - {step.title}: {step.reason}", err=True)
+            LOGGER.warning("%s: %s", step.title, step.reason)
     if report:
         click.echo(f"Report: {report}", err=True)
     if log_file:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from setup_tool.config import PASSWORD_KEY, envvar, load_answer_file
+from setup_tool.config import envvar, load_answer_file
 from setup_tool.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,14 +29,27 @@ def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
     if value is None:
         return None
-    names = [p.name for p in ctx.command.params if p.name]
     try:
-        answers = load_answer_file(value, names)
+        answers = load_answer_file(value, answer_file_keys(ctx.command))
     except UsageError as error:
         raise click.BadParameter(str(error)) from None
     ctx.meta["db_password"] = answers.pop("db_password", None)
     ctx.default_map = {**(ctx.default_map or {}), **answers}
     return value
+
+
+def answer_file_keys(command: click.Command) -> dict[str, str]:
+    """Answer-file key -> parameter: the option's long name (format = "json" for --format),
+    and also the parameter's own name spelled with dashes (report-format)."""
+    keys: dict[str, str] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name and param.name != "config":
+            long = max((o for o in param.opts if o.startswith("--")), key=len, default=None)
+            if long:
+                keys[long.removeprefix("--")] = param.name
+    for name in list(keys.values()):
+        keys.setdefault(name.replace("_", "-"), name)
+    return keys
 
 
 def config_option(f: F) -> F:
@@ -60,12 +73,14 @@ def connection_options(f: F) -> F:
                     "SETUP_TOOL_DB_PASSWORD or the answer-file key db-password, never an option."),
         option("--trusted-connection", is_flag=True, help="Windows integrated login."),
         option("--odbc-driver", metavar="NAME",
-               help="ODBC driver; default: the newest 'ODBC Driver NN for SQL Server', then FreeTDS."),
+               help="ODBC driver; default: the newest 'ODBC Driver NN for SQL Server', then "
+                    "FreeTDS."),
         option("--encrypt/--no-encrypt", default=None, show_default="driver default",
                help="Encrypt the SQL Server connection."),
         option("--trust-server-certificate", is_flag=True,
                help="Accept the server's certificate without validation."),
-        option("--table-prefix", metavar="SCHEMA", show_default="crm7 on SQL Server, none on SQLite",
+        option("--table-prefix", metavar="SCHEMA",
+               show_default="crm7 on SQL Server, none on SQLite",
                help="Schema of the SuperOffice tables."),
         option("--login-timeout", type=click.IntRange(min=1), default=15,
                help="Seconds to wait for the database to answer a login."),

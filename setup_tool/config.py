@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,14 @@ def envvar(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
 
 
-def load_answer_file(path: Path, allowed: Iterable[str]) -> dict[str, Any]:
+def load_answer_file(path: Path, allowed: Mapping[str, str] | Iterable[str]) -> dict[str, Any]:
     """Read an answer file; returns {parameter_name: value} for click's default_map.
 
+    `allowed` maps each answer-file key (the option's long name, e.g. "format" for --format) to
+    its click parameter name ("report_format"); plain parameter names are their own keys.
     Sections are allowed for readability ([connection], [answers]...) and flattened. Unknown keys
-    are errors with the nearest valid name suggested, so a typo never silently drops an answer.
+    are errors with the nearest valid name suggested, so a typo never silently drops an answer;
+    so is a key given twice, so two sections never disagree unnoticed.
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -35,16 +38,21 @@ def load_answer_file(path: Path, allowed: Iterable[str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"The answer file {path} is not valid TOML: {error}.",
                          "Each answer is a line like: table-prefix = \"crm7\"") from None
-    names = {name.replace("_", "-") for name in allowed} | {PASSWORD_KEY}
+    keys = dict(allowed) if isinstance(allowed, Mapping) else \
+        {name.replace("_", "-"): name for name in allowed}
+    keys[PASSWORD_KEY] = PASSWORD_KEY.replace("-", "_")
     answers: dict[str, Any] = {}
     for key, value in _flatten(data):
         option = key.replace("_", "-").lower()
-        if option not in names:
-            close = difflib.get_close_matches(option, sorted(names), n=1)
+        if option not in keys:
+            close = difflib.get_close_matches(option, sorted(keys), n=1)
             hint = f"Did you mean '{close[0]}'?" if close else \
-                f"Valid keys: {', '.join(sorted(names))}."
+                f"Valid keys: {', '.join(sorted(keys))}."
             raise UsageError(f"Unknown key '{key}' in the answer file {path}.", hint)
-        answers[option.replace("-", "_")] = value
+        if keys[option] in answers:
+            raise UsageError(f"The answer file {path} gives '{option}' twice.",
+                             "Keep one of them.")
+        answers[keys[option]] = value
     return answers
 
 

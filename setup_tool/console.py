@@ -1,4 +1,4 @@
-"""What a person sees: plain lines on stdout, progress and prompts on stderr, colour on terminals."""
+"""What a person sees: plain lines on stdout; progress and prompts on stderr; colour on a tty."""
 
 from __future__ import annotations
 

@@ -719,7 +719,7 @@ def _product_version_rows(options: DemoOptions, now: datetime) -> list[Row]:
 
 def _is_older(version: str, than: str) -> bool:
     """True when `version`'s major.minor is below `than`'s (False when either is unparsable)."""
-    numbers = [re.match(r"\D*(\d+)\.(\d+)", v) for v in (version, than)]
+    numbers = [re.search(r"(\d+)\.(\d+)", v) for v in (version, than)]
     if numbers[0] is None or numbers[1] is None:
         return False
     older, newer = ((int(m.group(1)), int(m.group(2))) for m in numbers if m is not None)

@@ -87,7 +87,8 @@ def detect_superoffice(
     evidence: list[Evidence] = []
     found: list[SuperOfficeVersion] = []
     for source, detail, text in _superoffice_version_strings(conn, tables):
-        version = try_parse_superoffice_version(text, known_builds)
+        # A real schema may allow NULL here; a missing version is unreadable, not a crash.
+        version = try_parse_superoffice_version(text, known_builds) if text else None
         verdict = version.label() if version else "not a version string this tool can read"
         evidence.append(Evidence(source, f"{detail} -> {verdict}"))
         if version is not None:
@@ -193,7 +194,8 @@ def _licensed(conn: Connection, tables: SuperOfficeTables, evidence: list[Eviden
     owner_of = dict(conn.execute(select(licence.c.modulelicense_id, licence.c.moduleowner_id)).all())
     for licence_id, name in rows:
         # The module is named either in full or as <owner>.<module>.
-        full = f"{owners.get(owner_of[licence_id], '')}.{name}".lower()
+        name = name or ""  # NULL where a real schema allows it
+        full = f"{owners.get(owner_of[licence_id]) or ''}.{name}".lower()
         if name.lower() == EXCHANGE_SYNC_LICENCE or full == EXCHANGE_SYNC_LICENCE:
             evidence.append(Evidence(
                 "ModuleLicense", f"row {licence_id}: licence module {EXCHANGE_SYNC_LICENCE} "

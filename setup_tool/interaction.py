@@ -52,7 +52,8 @@ class WizardInteraction:
         self.assume_yes = assume_yes
 
     def answer_superoffice_version(self, findings: Findings) -> str | None:
-        self._show_evidence("SuperOffice version", [e.detail for e in findings.superoffice.evidence])
+        self._show_evidence("SuperOffice version",
+                            [e.detail for e in findings.superoffice.evidence])
         answer: str = click.prompt(
             "Which SuperOffice version is installed (for example 8.5 R10)? Leave empty to stop",
             default="", show_default=False, err=True)

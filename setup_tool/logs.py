@@ -33,6 +33,18 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """-v on the console: the messages, never a traceback (those stay in the log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) -> None:
     LOGGER.setLevel(logging.DEBUG)
     for handler in list(LOGGER.handlers):
@@ -54,6 +66,6 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
     if verbose:
         console = logging.StreamHandler()
         console.setLevel(logging.DEBUG)
-        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        console.setFormatter(_ConsoleFormatter("%(levelname)s %(message)s"))
         console.addFilter(secret_filter)
         LOGGER.addHandler(console)

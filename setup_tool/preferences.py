@@ -120,7 +120,7 @@ def preference_rows(
         .where(func.lower(up.c.prefkey) == key.lower())
         .order_by(up.c.deflevel, up.c.owner_id, up.c.userpreference_id)
     )
-    return [PreferenceRow(*row) for row in conn.execute(query)]
+    return [PreferenceRow(*row) for row in conn.execute(query)]  # type: ignore[call-arg]
 
 
 def bool_values_in_use(conn: Connection, tables: SuperOfficeTables) -> list[str | None]:

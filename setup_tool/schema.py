@@ -12,6 +12,7 @@ Either way, code addresses columns by their documented name: `tables.appointment
 from __future__ import annotations
 
 import re
+from typing import Any
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -33,7 +34,7 @@ from setup_tool.errors import NotSuperOfficeError, UsageError
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 # (documented name, type, nullable). The first column is the primary key (plain int, no identity).
-ColumnSpec = tuple[str, type[TypeEngine[object]] | TypeEngine[object], bool]
+ColumnSpec = tuple[str, type[TypeEngine[Any]] | TypeEngine[Any], bool]
 
 _REGISTERED_UPDATED: list[ColumnSpec] = [
     ("registered", DateTime, False),
@@ -177,10 +178,13 @@ def _table(
     schema: str | None,
     actual_name: str | None = None,
     actual_columns: dict[str, str] | None = None,
+    small_columns: frozenset[str] = frozenset(),
 ) -> Table:
     columns = []
     for index, (name, type_, nullable) in enumerate(TABLE_SPECS[canonical]):
         physical = actual_columns.get(name.lower(), name) if actual_columns else name
+        if name.lower() in small_columns:
+            type_ = SmallInteger  # as stored: a DBA's SMALLINT caps counters at 32767
         columns.append(
             Column(physical, type_, key=name, primary_key=index == 0, nullable=nullable,
                    autoincrement=False)
@@ -249,14 +253,17 @@ def reflect_tables(conn: Connection, schema: str | None) -> SuperOfficeTables:
         if actual is None:
             tables[canonical] = None
             continue
-        columns = {c["name"].lower(): c["name"] for c in inspector.get_columns(actual, schema)}
+        reflected = inspector.get_columns(actual, schema)
+        columns = {c["name"].lower(): c["name"] for c in reflected}
+        small = frozenset(c["name"].lower() for c in reflected
+                          if isinstance(c["type"], SmallInteger) and c["name"].lower() == "updatedcount")
         absent = [name for name, _, _ in TABLE_SPECS[canonical] if name.lower() not in columns]
         if absent and canonical in REQUIRED_TABLES:
             missing_columns += [f"{canonical}.{name}" for name in absent]
         if absent and canonical not in REQUIRED_TABLES:
             tables[canonical] = None  # optional evidence table of another shape: ignore it
             continue
-        tables[canonical] = _table(metadata, canonical, schema, actual, columns)
+        tables[canonical] = _table(metadata, canonical, schema, actual, columns, small)
     if missing_columns:
         raise NotSuperOfficeError(
             f"The SuperOffice tables in {where} lack columns this tool needs: "

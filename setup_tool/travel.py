@@ -45,7 +45,8 @@ def log_changes_statement(
     columns = ["traveltransactionlog_id", "ttime", "prev_record_id", "type", "associate_id",
                "tablenumber", "record_id", "flags", "application_id"]
     insert = log.insert().from_select([log.c[name] for name in columns], numbered)
-    return insert.execution_options(preserve_rowcount=True)
+    logged: Insert = insert.execution_options(preserve_rowcount=True)
+    return logged
 
 
 def log_changes(

@@ -27,7 +27,7 @@ from setup_tool.sequence import table_number
 from setup_tool.travel import INSERTED, UPDATED, log_changes_statement
 from setup_tool.upgrade import UpgradePlan
 
-DIALECT = mssql.dialect()
+DIALECT = mssql.dialect()  # type: ignore[no-untyped-call]
 RUN_MARK = f"{__version__} (T-SQL script)"  # how the script's batches find their run row
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
+    Select,
     and_,
     delete,
     func,
@@ -229,6 +231,6 @@ def _undo_preference(job: _Undo, conn: Connection, recorded: dict[str, object]) 
 def _log(job: _Undo, conn: Connection, tables: SuperOfficeTables, record_id: object,
          kind: int) -> None:
     if job.travel:
-        ids = select(literal(record_id).label("record_id"))
+        ids: Select[tuple[int]] = select(literal(record_id, Integer).label("record_id"))
         log_changes(conn, tables, "UserPreference", ids, 1, kind=kind,
                     associate_id=job.acting_associate_id, now=utc_now())

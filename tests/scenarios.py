@@ -323,3 +323,23 @@ def final_state(path: Path) -> dict[str, Any]:
 def whole_database(path: Path) -> dict[str, list[Row]]:
     return {t: dump(path, t) for t in ("appointment", "UserPreference", "sequence",
                                        "traveltransactionlog")}
+
+
+def backdate_run(path: Path, run_id: int, to: datetime) -> None:
+    """Make a finished run look as if it happened at `to` (its records and the preference row
+    it inserted), so a test can play what happened between two runs days apart."""
+    when = run_time(path, run_id)
+    execute(
+        path,
+        f"UPDATE setup_tool_run SET started_at = '{ts(to)}', finished_at = '{ts(to)}', "
+        f"preference_on_at = '{ts(to)}' WHERE run_id = {run_id}",
+        f"UPDATE setup_tool_step SET started_at = '{ts(to)}', finished_at = '{ts(to)}', "
+        f"window_until = '{ts(to)}' WHERE run_id = {run_id} AND window_until = '{when}'",
+        f"UPDATE UserPreference SET registered = '{ts(to)}' WHERE registered = '{when}'",
+    )
+
+
+def invite_meeting(master_id: int, registered: datetime, person: int, **kw: Any) -> list[Row]:
+    return [appointment(master_id, master_id, 1, registered=registered, **kw),
+            appointment(master_id + 1, master_id, 2, registered=registered),
+            appointment(master_id + 2, master_id, 0, invited=person, registered=registered)]

@@ -287,6 +287,23 @@ def test_version_options_are_written(tmp_path: Path) -> None:
     assert db.execute("SELECT ModelVersion FROM DatabaseModel").fetchall() == [("10.2.6.1269",)]
 
 
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        ("SuperOffice G8 8.5 R17", {"8.1 R03", "SuperOffice G8 8.5 R17"}),
+        ("8.1 R03", {"8.1 R03"}),  # no duplicate of the unique (owner, code, version)
+        ("8.0 R05", {"8.0 R05"}),  # no "older" row that is newer than the current one
+        ("unknown", {"unknown"}),
+    ],
+)
+def test_an_older_superoffice_row_only_when_it_is_older(
+    tmp_path: Path, current: str, expected: set[str]
+) -> None:
+    db = build(tmp_path, "old.db", appointments=10, superoffice_version=current)
+    versions = {v for (v,) in db.execute("SELECT version FROM ProductVersion")}
+    assert versions - {"3.2.284"} == expected
+
+
 def test_sequence_runs_ahead_of_every_table(db: sqlite3.Connection) -> None:
     sequence = db.execute("SELECT TableName, TableNumber, next_id FROM sequence").fetchall()
     assert {name for name, _, _ in sequence} == set(TABLE_SPECS)

@@ -168,3 +168,20 @@ def test_a_second_run_is_told_who_holds_the_lock(make_target: Any, tmp_path: Pat
         engine.dispose()
     assert code == 5
     assert result.exit_code == 5 and "lock" in result.output.lower()
+
+
+def test_a_smallint_updated_count_is_capped_where_the_column_ends(
+    make_target: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.id != "postgresql":
+        pytest.skip("a DBA's SMALLINT column is tested on PostgreSQL")
+    t = make_target()
+    a = t.table("appointment")
+    t.execute(f"UPDATE {a} SET updatedCount = 32000 WHERE updatedCount > 32000")
+    t.execute(f"ALTER TABLE {a} ALTER COLUMN updatedCount TYPE SMALLINT")
+    victim = min(invite_rows_to_mark(t))
+    t.execute(f"UPDATE {a} SET updatedCount = 32767 WHERE appointment_id = :id", id=victim)
+    code, _ = upgrade(t, tmp_path)
+    assert code == 0
+    assert t.query(f"SELECT cautionWarning, updatedCount FROM {a} WHERE appointment_id = :id",
+                   id=victim) == [(1, 32767)]

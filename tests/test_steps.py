@@ -20,11 +20,13 @@ from scenarios import (
     Row,
     Scenario,
     appointment,
+    backdate_run,
     by_id,
     dump,
     execute,
     final_state,
     insert,
+    invite_meeting,
     invite_rows_to_mark,
     next_id,
     plan,
@@ -506,26 +508,6 @@ def test_preference_already_on_records_when_and_marks_only_before(tmp_path: Path
     second = upgrade(path)
     assert second.run_id is None and second.outcome == "nothing_to_do"
     assert len(run_rows(path)) == 1
-
-
-def backdate_run(path: Path, run_id: int, to: datetime) -> None:
-    """Make a finished run look as if it happened at `to` (its records and the preference row
-    it inserted), so a test can play what happened between two runs days apart."""
-    when = run_time(path, run_id)
-    execute(
-        path,
-        f"UPDATE setup_tool_run SET started_at = '{ts(to)}', finished_at = '{ts(to)}', "
-        f"preference_on_at = '{ts(to)}' WHERE run_id = {run_id}",
-        f"UPDATE setup_tool_step SET started_at = '{ts(to)}', finished_at = '{ts(to)}', "
-        f"window_until = '{ts(to)}' WHERE run_id = {run_id} AND window_until = '{when}'",
-        f"UPDATE UserPreference SET registered = '{ts(to)}' WHERE registered = '{when}'",
-    )
-
-
-def invite_meeting(master_id: int, registered: datetime, person: int, **kw: Any) -> list[Row]:
-    return [appointment(master_id, master_id, 1, registered=registered, **kw),
-            appointment(master_id + 1, master_id, 2, registered=registered),
-            appointment(master_id + 2, master_id, 0, invited=person, registered=registered)]
 
 
 def test_after_an_admin_switched_it_off_only_rows_since_then_are_marked(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Engine, case, literal
+from sqlalchemy import ColumnElement, Engine, SmallInteger, case, literal
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -73,9 +73,13 @@ def sql_value(value: SqlValue) -> ColumnElement[Any]:
 MAX_UPDATED_COUNT = 65535  # updatedCount is a 16-bit unsigned counter
 
 
+SIGNED_SMALLINT_MAX = 32767
+
+
 def next_updated_count(count: ColumnElement[int]) -> ColumnElement[int]:
-    """updatedCount + 1, capped where SuperOffice caps it."""
-    return case((count >= MAX_UPDATED_COUNT, MAX_UPDATED_COUNT), else_=count + 1)
+    """updatedCount + 1, capped where SuperOffice caps it (lower where a DBA made it SMALLINT)."""
+    cap = SIGNED_SMALLINT_MAX if isinstance(count.type, SmallInteger) else MAX_UPDATED_COUNT
+    return case((count >= cap, cap), else_=count + 1)
 
 
 def render_sql(statement: ClauseElement, dialect: Dialect) -> str:

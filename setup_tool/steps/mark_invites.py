@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -206,7 +207,7 @@ def stage_candidates_statement(
 
 def next_boundary_statement(
     books: Bookkeeping, step_row_id: SqlValue, batch_size: int, lo: SqlValue | None = None
-) -> Select[tuple[int]]:
+) -> Select[Any]:
     """The highest candidate id of the next batch: a seek on the staging table's key."""
     c = books.candidate
     batch = (
@@ -321,9 +322,9 @@ def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:
     books, tables = ctx.books, ctx.tables
     step_row_id = 0  # the real step row id is allocated when the run starts
     mssql = ctx.dialect.name == "mssql"
-    lo, hi, batch = (literal_column("@lo" if mssql else ":lo"),
-                     literal_column("@hi" if mssql else ":hi"),
-                     literal_column("@batch_no" if mssql else ":batch_no"))
+    lo: ColumnElement[int] = literal_column("@lo" if mssql else ":lo")
+    hi: ColumnElement[int] = literal_column("@hi" if mssql else ":hi")
+    batch: ColumnElement[int] = literal_column("@batch_no" if mssql else ":batch_no")
     statements = [
         stage_candidates_statement(tables, books, step_row_id, window),
         record_batch_statement(tables, books, window, step_row_id, lo, hi, batch),
