@@ -93,6 +93,8 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         Column("updated_count", Integer),
         # What the tool wrote, so undo can tell a row someone changed afterwards.
         Column("new_updated_count", Integer),
+        # ...and the `updated` stamp it wrote: at the counter's cap only the stamp tells.
+        Column("new_updated", DateTime),
         schema=schema,
     )
     Table(

@@ -52,7 +52,8 @@ def exits(fn: F) -> F:
         console = Console()
         raised = True
         try:
-            code = fn(*args, **kwargs)
+            with _noting_ctrl_c(ctx):
+                code = fn(*args, **kwargs)
             raised = False
         except SetupToolError as error:
             LOGGER.error(str(error))
@@ -76,6 +77,26 @@ def exits(fn: F) -> F:
 
 _LOG_FILE = "setup_tool.log_file"  # ctx.meta: the log file of this command, once it is open
 _CTRL_C = "setup_tool.ctrl_c"  # ctx.meta: Ctrl-C was pressed (click turns it into Abort)
+
+
+@contextmanager
+def _noting_ctrl_c(ctx: click.Context) -> Iterator[None]:
+    """Ctrl-C keeps its meaning (KeyboardInterrupt), and is noted: at a question click turns it
+    into Abort, just like a closed stdin, and the two deserve different answers."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        ctx.meta[_CTRL_C] = True
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _aborted(ctx: click.Context, console: Console) -> ExitCode:
@@ -127,7 +148,13 @@ def cli() -> None:
 
 
 def _stamp() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
+    """The time, for default file names; -2, -3... when a run in the same second took it."""
+    base = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        stamp = base if n == 1 else f"{base}-{n}"
+        if not any(Path(f"setup-tool-{stamp}{end}").exists() for end in (".log", "-report.html")):
+            return stamp
+    return base
 
 
 def _password(ctx: click.Context) -> str | None:
@@ -304,7 +331,8 @@ def _open(settings: ConnectionSettings, read_only: bool) -> Database:
 # --- upgrade ----------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
+@cli.command(context_settings=CONTEXT_SETTINGS,
+             short_help="Make the database safe for SuperOffice invites; see --dry-run.")
 @config_option
 @connection_options
 @answer_options
@@ -350,6 +378,10 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     unattended, dry_run = o["unattended"], o["dry_run"]
     if o["detailed_exitcode"] and not dry_run:
         raise UsageError("--detailed-exitcode goes with --dry-run.")
+    script = o["report_format"] == "sql" or (o["report_format"] is None and o["report"] is not None
+                                             and o["report"].suffix.lower() == ".sql")
+    if script and not dry_run:
+        raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
     stamp = _stamp()
     log_file = _log_file(o, always=unattended or not dry_run, stamp=stamp)
     _start_logging(ctx, log_file, _password(ctx), o["verbose"])
@@ -369,18 +401,21 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             WizardInteraction(console, describe, assume_yes=o["yes"])
         lock_timeout = o["lock_timeout"] if o["lock_timeout"] is not None else \
             (0.0 if unattended else 30.0)
+        upgrade_settings = UpgradeSettings(o["acting_associate"], o["batch_size"],
+                                           o["fix_overrides"])
         progress = console.progress("Marking invite appointments")
         with _stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
-                    db, _answers(o), UpgradeSettings(o["acting_associate"], o["batch_size"],
-                                                     o["fix_overrides"]),
+                    db, _answers(o), upgrade_settings,
                     default_host_probe(), _WritingAfterConfirm(interaction, ctrl_c),
                     dry_run=dry_run,
                     detailed_exitcode=o["detailed_exitcode"], lock_timeout=lock_timeout,
                     progress=progress, should_stop=ctrl_c.should_stop)
             finally:
                 progress.close()
+        if script:
+            return _emit_script(db, result, upgrade_settings, o["report"])
         model = report_model(result, db, log_file=str(log_file) if log_file else None)
         default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
         report_path = _emit(console, model, o, render_report, default_report)
@@ -391,6 +426,22 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         return int(result.exit_code)
     finally:
         db.dispose()
+
+
+def _emit_script(db: Database, result: UpgradeResult, settings: Any, path: Path | None) -> int:
+    from setup_tool.report import write_text_file
+    from setup_tool.tsql_script import tsql_script
+
+    if result.plan.blocked:  # nothing to script: say why, as the report would
+        click.echo(f"{result.outcome_text} No script was written.", err=True)
+        return int(result.exit_code)
+    text = tsql_script(db, result.plan, settings)
+    if path is None:
+        click.echo(text, nl=False)
+    else:
+        write_text_file(path, text)
+        click.echo(f"T-SQL script: {path}", err=True)
+    return int(result.exit_code)
 
 
 def _store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
@@ -425,7 +476,8 @@ def _summary(result: UpgradeResult, report: Path | None, log_file: Path | None,
 # --- detect, history, undo --------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
+@cli.command(context_settings=CONTEXT_SETTINGS,
+             short_help="Show what the tool finds, with evidence; changes nothing.")
 @config_option
 @connection_options
 @answer_options
@@ -459,7 +511,8 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
         db.dispose()
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
+@cli.command(context_settings=CONTEXT_SETTINGS,
+             short_help="List this tool's past runs on the database; changes nothing.")
 @config_option
 @connection_options
 @output_options
@@ -489,7 +542,8 @@ def history(ctx: click.Context, /, **o: Any) -> int:
         db.dispose()
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
+@cli.command(context_settings=CONTEXT_SETTINGS,
+             short_help="Put back exactly what setup-tool changed.")
 @config_option
 @connection_options
 @option("--run", "run_ids", type=int, multiple=True,
@@ -553,7 +607,8 @@ def _which_runs(run_ids: tuple[int, ...]) -> str:
 # --- demo -------------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
+@cli.command(context_settings=CONTEXT_SETTINGS,
+             short_help="Build a SuperOffice-shaped SQLite demo database to try the tool on.")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @option("--appointments", type=click.IntRange(0, 100_000_000), default=20_000,
         help="How many appointment rows to generate.")

@@ -111,8 +111,11 @@ def output_options(f: F) -> F:
     for decorator in reversed([
         option("--report", type=click.Path(dir_okay=False, path_type=Path),
                help="Write the report to FILE."),
-        option("--format", "report_format", type=click.Choice(["text", "md", "html", "json"]),
-               show_default="from the report's extension, else text", help="Report format."),
+        option("--format", "report_format",
+               type=click.Choice(["text", "md", "html", "json", "sql"]),
+               show_default="from the report's extension, else text",
+               help="Report format. sql (upgrade --dry-run only): the whole upgrade as a T-SQL "
+                    "script to review and run in SQL Server Management Studio."),
         option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
                show_default="setup-tool-<time>.log for real runs and unattended",
                help="Full debug log with timestamps."),

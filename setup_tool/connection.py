@@ -208,7 +208,9 @@ def _url_from_database_url(
             "Give host, database and user as URL parts and ODBC keywords as query parameters "
             "(?driver=...&Encrypt=yes), or use --server, --database and --user.",
         )
-    if url.password is None and settings.password is not None:
+    # SQLite takes no password; a server URL without one takes the prompt's/environment's.
+    if url.password is None and settings.password is not None and \
+            url.get_backend_name() != "sqlite":
         url = url.set(password=settings.password)
     if _needs_odbc_driver(url):
         url = _add_odbc_keywords(url, settings, installed_drivers)

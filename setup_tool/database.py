@@ -66,8 +66,20 @@ _SESSION = re.compile(r"^\s*(set\s+|begin|commit|rollback|release\s+savepoint|sa
                       re.IGNORECASE)
 
 
+# Words that make any statement a write, wherever they stand (WITH ... DELETE, SELECT ... INTO).
+_WRITE_WORDS = re.compile(
+    r"\b(insert|update|delete|merge|into|create|drop|alter|truncate|exec|execute|grant|revoke|"
+    r"call|do|copy|vacuum|reindex|attach|detach|replace|upsert)\b", re.IGNORECASE)
+_STRING_LITERALS = re.compile(r"'(?:[^']|'')*'")
+
+
 def is_read_statement(statement: str) -> bool:
-    return bool(_READ.match(statement) or _SESSION.match(statement))
+    code = _STRING_LITERALS.sub("''", statement)
+    if ";" in code.rstrip().rstrip(";"):
+        return False  # more than one statement
+    if _SESSION.match(code):
+        return not _WRITE_WORDS.search(code)
+    return bool(_READ.match(code)) and not _WRITE_WORDS.search(code)
 
 
 def guard_against_writes(engine: Engine) -> None:

@@ -104,8 +104,8 @@ def detect_superoffice(
 
 def _superoffice_version_strings(
     conn: Connection, tables: SuperOfficeTables
-) -> list[tuple[str, str, str]]:
-    strings = []
+) -> list[tuple[str, str, str | None]]:
+    strings: list[tuple[str, str, str | None]] = []
     pv = tables.productversion
     if pv is not None:
         query = (
@@ -172,11 +172,12 @@ def _synchronizer_product_rows(
     pv = tables.productversion
     if pv is None:
         return []
-    names = [func.lower(pv.c.ownerName), func.lower(pv.c.codeName)]
+    # Both words, like the host probe: another InfoBridge product is no synchronizer, and a
+    # row for some other vendor's synchronizer is not InfoBridge's.
+    names = func.lower(func.coalesce(pv.c.ownerName, "") + " " + func.coalesce(pv.c.codeName, ""))
     query = (
         select(pv.c.ProductVersion_id, pv.c.ownerName, pv.c.codeName, pv.c.version)
-        .where(or_(*[n.like("%infobridge%") for n in names], *[n.like("%synchronizer%")
-                                                               for n in names]))
+        .where(names.like("%infobridge%"), names.like("%synchroni%"))
         .order_by(pv.c.ProductVersion_id)
     )
     return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     inspect,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
 from setup_tool.errors import NotSuperOfficeError, UsageError
@@ -236,8 +237,14 @@ def _qualified(name: str, schema: str | None) -> str:
 def reflect_tables(conn: Connection, schema: str | None) -> SuperOfficeTables:
     """Find the SuperOffice tables as stored, or explain precisely why this is not SuperOffice."""
     inspector = inspect(conn)
-    stored = {name.lower(): name for name in inspector.get_table_names(schema=schema)}
     where = f"schema '{schema}'" if schema else "the database"
+    try:
+        stored = {name.lower(): name for name in inspector.get_table_names(schema=schema)}
+    except DBAPIError:  # SQLite: an unknown schema is an error, not an empty list
+        raise NotSuperOfficeError(
+            f"This does not look like a SuperOffice database: {where} does not exist.",
+            "Check --table-prefix (SQLite databases normally have none).",
+        ) from None
     missing_tables = [name for name in REQUIRED_TABLES if name.lower() not in stored]
     if missing_tables:
         raise NotSuperOfficeError(

@@ -170,7 +170,8 @@ class Script:
     def _switch_on(self, ids: list[int]) -> list[str]:
         up = self.ctx.tables.userpreference
         changed = select(up.c.userpreference_id).where(up.c.userpreference_id.in_(ids))
-        return [sql(preference.record_statement(self.books, self.ctx.tables, var("step"), ids)),
+        return [sql(preference.record_statement(self.books, self.ctx.tables, var("step"), ids,
+                                                var("now"))),
                 sql(preference.switch_on_statement(self.ctx, ids, var("now"))),
                 "SET @rows = @@ROWCOUNT;",
                 *self._travel("UserPreference", changed, "rows", UPDATED)]
@@ -197,7 +198,7 @@ class Script:
             "    SET @batch = @batch + 1;",
             "    BEGIN TRANSACTION;",
             "    " + sql(marking.record_batch_statement(tables, books, window, step, lo, hi,
-                                                        batch)),
+                                                        batch, var("now"))),
             "    SET @recorded = @@ROWCOUNT;",
             "    " + sql(marking.mark_batch_statement(tables, books, window, step, lo, hi, batch,
                                                       settings.acting_associate_id,

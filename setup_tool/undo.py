@@ -36,7 +36,7 @@ from setup_tool.bookkeeping import (
 from setup_tool.clock import utc_now
 from setup_tool.database import Database
 from setup_tool.detect import detect_travel
-from setup_tool.errors import ExitCode, UsageError
+from setup_tool.errors import ExitCode, InterruptedRun, UsageError
 from setup_tool.locking import run_lock
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.travel import DELETED, UPDATED, log_changes
@@ -87,13 +87,31 @@ def undo(
                 acting_associate_id=acting_associate_id, superoffice_version=None,
                 synchronizer_version=None)
         job = _Undo(db, travel, acting_associate_id, result, progress)
-        for run_id in targets:
-            _undo_run(job, run_id)
+        try:
+            for run_id in targets:
+                _undo_run(job, run_id)
+        except BaseException as error:
+            _record_failure(db, result.undo_run_id, error)
+            raise
         with db.engine.begin() as conn:
             finish_run(conn, db.books, result.undo_run_id, status="completed",
                        outcome="action_required" if result.conflicts else "done",
                        exit_code=int(result.exit_code), finished_at=utc_now())
     return result
+
+
+def _record_failure(db: Database, undo_run_id: int, error: BaseException) -> None:
+    """The undo run stops being 'running': failed, or interrupted (Ctrl-C). Undo is idempotent,
+    so running it again finishes the job."""
+    interrupted = isinstance(error, (KeyboardInterrupt, InterruptedRun))
+    outcome, code = ("interrupted", ExitCode.INTERRUPTED) if interrupted else \
+        ("failed", ExitCode.FAILED)
+    try:  # a fresh transaction: the failed one is gone, the record of it must not be
+        with db.engine.begin() as conn:
+            finish_run(conn, db.books, undo_run_id, status=outcome, outcome=outcome,
+                       exit_code=int(code), finished_at=utc_now())
+    except Exception:  # the connection may be what failed; the original error matters more
+        pass
 
 
 def _holder(db: Database) -> str | None:
@@ -165,7 +183,8 @@ def _restore_batch(job: _Undo, conn: Connection, in_batch: ColumnElement[bool]) 
     tables, pv = job.db.tables, job.db.books.previous_value
     a = tables.appointment
     joined = a.c.appointment_id == pv.c.record_id
-    ours = and_(a.c.cautionWarning == 1, a.c.updatedCount == pv.c.new_updated_count)
+    ours = and_(a.c.cautionWarning == 1, a.c.updatedCount == pv.c.new_updated_count,
+                or_(pv.c.new_updated.is_(None), a.c.updated == pv.c.new_updated))
     restored = conn.execute(
         update(a).where(joined, in_batch, ours).values(
             cautionWarning=pv.c.caution_warning, updated=pv.c.updated,
@@ -203,9 +222,10 @@ def _undo_preference(job: _Undo, conn: Connection, recorded: dict[str, object]) 
     tables = job.db.tables
     up = tables.userpreference
     record_id = recorded["record_id"]
-    current = conn.execute(select(up.c.prefvalue, up.c.updatedCount)
+    current = conn.execute(select(up.c.prefvalue, up.c.updatedCount, up.c.updated)
                            .where(up.c.userpreference_id == record_id)).first()
-    ours = current is not None and current.updatedCount == recorded["new_updated_count"]
+    ours = (current is not None and current.updatedCount == recorded["new_updated_count"]
+            and recorded["new_updated"] in (None, current.updated))
     if recorded["inserted"]:
         if current is None:
             return  # already removed

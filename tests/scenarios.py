@@ -269,7 +269,8 @@ def run_rows(path: Path) -> list[Row]:
     return query(path, "SELECT * FROM setup_tool_run ORDER BY run_id")
 
 
-def run_time(path: Path, run_id: int) -> str:
+def run_time(path: Path, run_id: int | None) -> str:
+    assert run_id is not None, "no run was recorded"
     (row,) = query(path, "SELECT started_at FROM setup_tool_run WHERE run_id = ?", [run_id])
     return str(row["started_at"])
 

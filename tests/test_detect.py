@@ -11,9 +11,11 @@ from scenarios import (
     FakeProbe,
     Scenario,
     appointment,
+    execute,
     findings,
     preference,
     product_version,
+    query,
     travel_preference,
 )
 
@@ -138,6 +140,18 @@ def test_synchronizer_from_product_version(tmp_path: Path) -> None:
     assert sources(sync.evidence)[0] == "ProductVersion"
     assert "row 2: ownerName='InfoBridge'" in sync.evidence[0].detail
     assert sync.licensed is False
+
+
+@pytest.mark.parametrize(("owner", "code"), [("InfoBridge", "Mail Archive"),
+                                             ("Contoso", "Synchronizer")])
+def test_other_products_are_not_the_infobridge_synchronizer(
+    tmp_path: Path, owner: str, code: str
+) -> None:
+    path = Scenario(product_versions=[
+        SUPEROFFICE_8_5_R10, product_version(2, owner, code, "3.2.292"),
+    ]).build(tmp_path / "crm.db")
+
+    assert findings(path).synchronizer.in_use is False
 
 
 def test_synchronizer_from_host_traces(tmp_path: Path) -> None:
@@ -417,3 +431,35 @@ def test_invite_counts(tmp_path: Path) -> None:
     assert (invites.already_marked, invites.other_warnings, invites.to_mark) == (1, 1, 3)
     assert invites.window is not None and invites.window.start is None
     assert "2 meetings with an external participant" in details(invites.evidence)
+
+
+# --- NULLs where a real schema allows them ----------------------------------------------------
+
+
+def allow_nulls(path: Path, table: str) -> None:
+    """Recreate `table` with every column nullable, as some real schemas have it."""
+    (row,) = query(path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                   [table])
+    execute(path, f'ALTER TABLE "{table}" RENAME TO old_table',
+            row["sql"].replace("NOT NULL", ""),
+            f'INSERT INTO "{table}" SELECT * FROM old_table', "DROP TABLE old_table")
+
+
+def test_null_version_and_licence_names_are_evidence_not_a_crash(tmp_path: Path) -> None:
+    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10], model_versions=["8.5 R10"],
+                    licences=["superoffice.web", "superoffice.exchange-sync"]
+                    ).build(tmp_path / "crm.db")
+    for table in ("ProductVersion", "DatabaseModel", "ModuleLicense"):
+        allow_nulls(path, table)
+    execute(path,
+            "UPDATE ProductVersion SET version = NULL",
+            "UPDATE DatabaseModel SET ModelVersion = NULL",
+            "UPDATE ModuleLicense SET name = NULL WHERE modulelicense_id = 1")
+
+    found = findings(path)
+
+    assert found.superoffice.version is None and found.superoffice.status == "undetermined"
+    assert "version=None -> not a version string this tool can read" in \
+        details(found.superoffice.evidence)
+    assert "ModelVersion=None -> not a version string" in details(found.superoffice.evidence)
+    assert found.synchronizer.status == "licensed_only"

@@ -50,7 +50,8 @@ def batch_statements() -> dict[str, ClauseElement]:
     return {
         "stage": marking.stage_candidates_statement(TABLES, BOOKS, 7, WINDOW),
         "boundary": marking.next_boundary_statement(BOOKS, 7, 2000),
-        "record": marking.record_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch),
+        "record": marking.record_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch,
+                                                 datetime(2026, 11, 1)),
         "mark": marking.mark_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch, 0,
                                              datetime(2026, 11, 1)),
         "checkpoint": marking.checkpoint_statement(BOOKS, 7),
@@ -186,3 +187,27 @@ def test_bookkeeping_ddl_for_sql_server() -> None:
 def test_literal_columns_are_tsql_variables() -> None:
     window = dataclasses.replace(WINDOW, until_sql=literal_column("@until"))
     assert "registered < @until" in tsql(select(marking.in_window(TABLES.appointment, window)))
+
+
+def test_the_cli_writes_the_script_of_a_dry_run_and_refuses_it_for_a_real_run(
+    demo_db: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from setup_tool.cli import cli
+
+    before = demo_db.read_bytes()
+    target = tmp_path / "upgrade.sql"
+    url = f"sqlite:///{demo_db}"
+    result = CliRunner().invoke(cli, ["upgrade", "--database-url", url, "--dry-run",
+                                      "--report", str(target)])
+    assert result.exit_code == 0, result.output
+    script = target.read_text()
+    assert script.startswith("-- setup-tool") and "WHILE 1 = 1" in script
+    assert all(commands(batch) == [] for batch in go_batches(script))
+    assert demo_db.read_bytes() == before
+
+    refused = CliRunner().invoke(cli, ["upgrade", "--database-url", url, "--unattended",
+                                       "--format", "sql", "--log-file", str(tmp_path / "x.log")])
+    assert refused.exit_code == 2 and "--dry-run" in refused.output
+    assert demo_db.read_bytes() == before

@@ -89,15 +89,15 @@ def statements_of(db: Database, log: list[str]) -> None:
         log.append(" ".join(statement.split()))
 
 
-def fail_on_update(after: int) -> Callable[[Database], None]:
-    """An engine event that fails the (after+1)-th UPDATE of appointment, mid-transaction."""
+def fail_on(statement_start: str, after: int = 0) -> Callable[[Database], None]:
+    """An engine event that fails the (after+1)-th statement starting so, mid-transaction."""
 
     def attach(db: Database) -> None:
         seen = iter(range(10**6))
 
         @event.listens_for(db.engine, "before_cursor_execute")
         def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.lstrip().upper().startswith("UPDATE APPOINTMENT") and \
+            if statement.lstrip().upper().startswith(statement_start.upper()) and \
                     next(seen) == after:
                 raise Injected("connection lost (injected)")
 
@@ -190,7 +190,7 @@ def test_engine_failure_after_two_batches(crm: Path, reference: dict[str, Any]) 
     log_start = next_id(crm, "traveltransactionlog")
 
     with pytest.raises(Injected):
-        upgrade(crm, batch_size=BATCH, on_open=fail_on_update(after=2))
+        upgrade(crm, batch_size=BATCH, on_open=fail_on("UPDATE appointment", after=2))
 
     # The third batch had recorded its previous values when its update failed: all rolled back.
     assert_half_run(crm, before, todo, batches=2, log_start=log_start)
@@ -213,7 +213,7 @@ def test_stop_after_the_first_batch_then_resume(crm: Path, reference: dict[str, 
     with pytest.raises(InterruptedRun) as raised:
         upgrade(crm, batch_size=BATCH, should_stop=lambda: True)
 
-    assert raised.value.exit_code == ExitCode.INTERRUPTED == 130
+    assert raised.value.exit_code == ExitCode.INTERRUPTED and int(raised.value.exit_code) == 130
     assert "Stopped after batch 1" in str(raised.value)
     assert_half_run(crm, before, todo, batches=1, log_start=log_start)
     (run,) = run_rows(crm)
@@ -247,3 +247,76 @@ def test_a_resumed_run_can_itself_be_stopped_and_resumed(
 
     assert result.run_id == 3
     assert_resumed_to_the_end(crm, reference, todo, log_start)
+
+
+def test_a_stop_after_the_last_batch_is_closed_by_the_next_run(
+    crm: Path, reference: dict[str, Any]
+) -> None:
+    todo = candidates(crm)
+    log_start = next_id(crm, "traveltransactionlog")
+    with pytest.raises(InterruptedRun):  # Ctrl-C while the last batch was committing
+        upgrade(crm, batch_size=len(todo), should_stop=lambda: True)
+    assert marking_step(crm)["status"] == "marking"
+    assert marking_step(crm)["checkpoint_key"] == todo[-1]
+
+    result = resume(crm, todo, done=len(todo))
+
+    assert result.run_id == 2 and result.outcome == "action_required"  # the override is left
+    step = marking_step(crm)
+    assert step["status"] == "completed" and step["rows_changed"] == len(todo)
+    assert query(crm, "SELECT COUNT(*) AS n FROM setup_tool_candidate") == [{"n": 0}]
+    assert final_state(crm)["appointment"] == reference["appointment"]
+    assert next_id(crm, "traveltransactionlog") == log_start + len(todo) + 1
+    # Closed for good: the next run finds nothing to resume and records nothing.
+    third = upgrade(crm, batch_size=BATCH)
+    assert third.run_id is None
+    mark = next(s for s in third.plan.steps if s.id == "mark_invites")
+    assert mark.decision == "done" and "resumes" not in mark.reason.lower()
+
+
+# --- failures before the first batch -----------------------------------------------------------
+
+
+def test_failure_while_staging_restages_on_the_next_run(
+    crm: Path, reference: dict[str, Any]
+) -> None:
+    todo = candidates(crm)
+    before = dump(crm, "appointment")
+
+    with pytest.raises(Injected):
+        upgrade(crm, batch_size=BATCH, on_open=fail_on("INSERT INTO setup_tool_candidate"))
+
+    assert dump(crm, "appointment") == before
+    step = marking_step(crm)
+    assert (step["status"], step["rows_planned"], step["checkpoint_key"]) == ("staging", 0, None)
+    assert query(crm, "SELECT COUNT(*) AS n FROM setup_tool_candidate") == [{"n": 0}]
+
+    result = upgrade(crm, batch_size=BATCH)
+
+    mark = next(s for s in result.plan.steps if s.id == "mark_invites")
+    assert "resumes run 1's marking" in mark.reason.lower() and mark.rows == len(todo)
+    assert final_state(crm) == reference
+
+
+def test_failure_in_the_preference_step_leaves_nothing_half_done(
+    crm: Path, reference: dict[str, Any]
+) -> None:
+    before = {t: dump(crm, t) for t in ("appointment", "UserPreference", "sequence",
+                                        "traveltransactionlog")}
+    execute(crm, "CREATE TRIGGER refuse BEFORE INSERT ON UserPreference "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+    with pytest.raises(DBAPIError, match="injected failure"):
+        upgrade(crm, batch_size=BATCH)
+
+    # The id reservation, the travel log and the bookkeeping of the insert rolled back with it.
+    assert {t: dump(crm, t) for t in before} == before
+    assert query(crm, "SELECT COUNT(*) AS n FROM setup_tool_previous_value") == [{"n": 0}]
+    assert query(crm, "SELECT COUNT(*) AS n FROM setup_tool_step") == [{"n": 0}]
+    (run,) = run_rows(crm)
+    assert (run["status"], run["preference_on_at"]) == ("failed", None)
+
+    execute(crm, "DROP TRIGGER refuse")
+    upgrade(crm, batch_size=BATCH)
+
+    assert final_state(crm) == reference

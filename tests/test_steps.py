@@ -391,7 +391,8 @@ def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
 
     result = upgrade(path)
 
-    assert result.exit_code == ExitCode.BLOCKED == 3 and result.outcome == "blocked"
+    assert result.exit_code == ExitCode.BLOCKED and int(result.exit_code) == 3
+    assert result.outcome == "blocked"
     assert result.run_id is None
     gate = steps_of(result)["gate"]
     assert gate.decision == "blocked" and "older than 8.5 R10" in gate.reason
@@ -434,7 +435,7 @@ def test_old_synchronizer_still_protects_the_data(tmp_path: Path) -> None:
 
     result = upgrade(path)
 
-    assert result.exit_code == ExitCode.ACTION_REQUIRED == 4
+    assert result.exit_code == ExitCode.ACTION_REQUIRED and int(result.exit_code) == 4
     assert result.outcome == "action_required"
     check = steps_of(result)["synchronizer_check"]
     assert check.decision == "blocked" and check.action_required

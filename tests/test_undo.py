@@ -26,6 +26,7 @@ from scenarios import (
     ts,
     upgrade,
 )
+from sqlalchemy.exc import DBAPIError
 
 from setup_tool.errors import ExitCode, InterruptedRun, UsageError
 from setup_tool.undo import UndoResult, undo
@@ -129,7 +130,7 @@ def test_rows_changed_since_are_left_alone_and_reported(demo_db: Path) -> None:
 
     undone = run_undo(demo_db)
 
-    assert undone.exit_code == ExitCode.ACTION_REQUIRED == 4
+    assert undone.exit_code == ExitCode.ACTION_REQUIRED and int(undone.exit_code) == 4
     assert sorted(undone.conflicts) == sorted([
         f"appointment {edited}", f"appointment {deleted}",
         f"UserPreference {new_pref} (changed since it was added)",
@@ -250,3 +251,53 @@ def test_undo_after_an_interrupted_and_resumed_run(make_demo: Callable[..., Path
 
     assert result.undone_runs == [2, 1] and result.conflicts == []
     assert (dump(path, "appointment"), prefs(path)) == original
+
+
+def test_a_failed_undo_is_recorded_and_running_it_again_finishes(
+    make_demo: Callable[..., Path],
+) -> None:
+    path = make_demo(travel=True)
+    original = (dump(path, "appointment"), prefs(path))
+    upgrade(path, fix_overrides=True)
+    inserted = next_id(path, "UserPreference") - 1
+    # The appointments are restored first; removing the added preference row then fails.
+    execute(path, f"CREATE TRIGGER refuse BEFORE DELETE ON UserPreference WHEN "
+            f"OLD.userpreference_id = {inserted} BEGIN SELECT RAISE(ABORT, 'injected'); END")
+
+    with pytest.raises(DBAPIError, match="injected"):
+        run_undo(path)
+
+    undo_run = run_rows(path)[1]
+    assert (undo_run["mode"], undo_run["status"], undo_run["exit_code"]) == ("undo", "failed", 1)
+    assert run_rows(path)[0]["undone_by_run_id"] is None  # not undone yet: it can be retried
+    assert dump(path, "appointment") == original[0]
+    assert [r["userpreference_id"] for r in prefs(path)] == \
+        sorted([r["userpreference_id"] for r in original[1]] + [inserted])
+
+    execute(path, "DROP TRIGGER refuse")
+    again = run_undo(path)
+
+    assert again.undone_runs == [1] and again.conflicts == [] and again.removed == 1
+    assert (dump(path, "appointment"), prefs(path)) == original
+
+
+def test_undo_of_an_interrupted_run_then_a_fresh_upgrade(
+    make_demo: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = make_demo()
+    reference = tmp_path / "reference.db"
+    shutil.copyfile(path, reference)
+    upgrade(reference, fix_overrides=True)
+    original = (dump(path, "appointment"), prefs(path))
+    with pytest.raises(InterruptedRun):
+        upgrade(path, batch_size=5, should_stop=lambda: True)
+
+    result = run_undo(path)
+
+    assert result.undone_runs == [1] and result.restored == 5
+    assert (dump(path, "appointment"), prefs(path)) == original
+    again = upgrade(path, fix_overrides=True)  # no resume of the undone marking: a fresh start
+    steps = {s.id: s for s in again.plan.steps}
+    assert "resumes" not in steps["mark_invites"].reason.lower()
+    assert normalised(dump(path, "appointment"), [run_time(path, 3)]) == \
+        normalised(dump(reference, "appointment"), [run_time(reference, 1)])

@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("updated_associate_id", sa.Integer),
         sa.Column("updated_count", sa.Integer),
         sa.Column("new_updated_count", sa.Integer),
+        sa.Column("new_updated", sa.DateTime),
         schema=schema,
     )
     op.create_index(

@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql import FromClause
 
 from setup_tool.bookkeeping import Bookkeeping
 from setup_tool.clock import is_real_date
@@ -72,17 +72,24 @@ ASSUMED_ROWS_PER_SECOND = 20_000  # for the estimate only; the benchmark measure
 # --- which rows -------------------------------------------------------------------------------
 
 
-def invite_meeting(tables: SuperOfficeTables, row: Table) -> Exists:
-    """EXISTS an external participant row in the same meeting as `row`."""
+def invite_meeting(tables: SuperOfficeTables, row: Table) -> ColumnElement[bool]:
+    """`row` is in a meeting that has an external participant row.
+
+    Written as `mother_id IN (the few meetings with an external participant)`, not as a
+    correlated EXISTS: SQLite without statistics answered the EXISTS through the associate_id
+    index, scanning every external row once per meeting row (hours at a million rows); the IN set
+    is resolved once and then drives seeks on the mother_id index (milliseconds).
+    """
     participant = tables.appointment.alias("participant")
-    return exists().where(
-        participant.c.mother_id == row.c.mother_id,
+    meetings = select(participant.c.mother_id).where(
+        in_a_meeting(participant),
         participant.c.associate_id == 0,
         participant.c.invitedPersonId.op("<>")(0),
     )
+    return row.c.mother_id.in_(meetings)
 
 
-def in_a_meeting(row: Table) -> ColumnElement[bool]:
+def in_a_meeting(row: FromClause) -> ColumnElement[bool]:
     # Explicit, so every planner skips the plain appointments (mother_id = 0) up front.
     return row.c.mother_id.op("<>")(0)  # type: ignore[no-any-return]
 
@@ -227,7 +234,7 @@ def _in_range(row: Table, lo: ColumnElement[int], hi: ColumnElement[int]) -> Col
 
 def record_batch_statement(
     tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: SqlValue,
-    lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int],
+    lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int], now: SqlValue,
 ) -> Insert:
     """Previous values of the batch's rows, written before anything changes."""
     a = tables.appointment
@@ -235,13 +242,14 @@ def record_batch_statement(
     rows = select(
         sql_value(step_row_id), batch_no, literal("appointment"), a.c.appointment_id, literal(0),
         a.c.cautionWarning, a.c.updated, a.c.updated_associate_id, a.c.updatedCount,
-        next_updated_count(a.c.updatedCount),
+        next_updated_count(a.c.updatedCount), sql_value(now),
     ).where(
         _in_range(a, lo, hi), in_a_meeting(a), unwarned(a), in_window(a, window),
         _staged(books, step_row_id, a),
     )
     columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "caution_warning",
-               "updated", "updated_associate_id", "updated_count", "new_updated_count"]
+               "updated", "updated_associate_id", "updated_count", "new_updated_count",
+               "new_updated"]
     return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
         preserve_rowcount=True
     )
@@ -301,8 +309,10 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
                        f"{window.describe()} have cautionWarning 0 or NULL")
     else:
         reasons.append("Diary Synchronizer Active stayed on since the last run: no new rows")
+    # An unfinished marking is resumed even with no row left: a stop after its last batch left
+    # the step open, and only applying it completes the step and clears its candidates.
     step = StepPlan(
-        STEP_ID, TITLE, "change" if rows else "done", _sentence("; ".join(reasons)),
+        STEP_ID, TITLE, "change" if rows or unfinished else "done", _sentence("; ".join(reasons)),
         rows=rows, sample_ids=samples, sql=marking_sql(ctx, window or MarkingWindow(None, ctx.now)),
         estimate_seconds=round(2 * (time.perf_counter() - started)
                                + rows / ASSUMED_ROWS_PER_SECOND, 1),
@@ -327,7 +337,7 @@ def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:
     batch: ColumnElement[int] = literal_column("@batch_no" if mssql else ":batch_no")
     statements = [
         stage_candidates_statement(tables, books, step_row_id, window),
-        record_batch_statement(tables, books, window, step_row_id, lo, hi, batch),
+        record_batch_statement(tables, books, window, step_row_id, lo, hi, batch, ctx.now),
         mark_batch_statement(tables, books, window, step_row_id, lo, hi, batch,
                              ctx.settings.acting_associate_id, ctx.now),
     ]
@@ -424,7 +434,7 @@ def _run_batch(
     bounds = (literal(lo), literal(hi), literal(batch_no))
     with ctx.engine.begin() as conn:
         recorded = conn.execute(record_batch_statement(tables, books, window, step_row_id,
-                                                       *bounds)).rowcount
+                                                       *bounds, ctx.now)).rowcount
         changed = conn.execute(mark_batch_statement(
             tables, books, window, step_row_id, *bounds, ctx.settings.acting_associate_id,
             ctx.now)).rowcount

@@ -122,16 +122,17 @@ def switch_on_statement(ctx: StepContext, ids: list[int], now: SqlValue | None =
 
 
 def record_statement(books: Bookkeeping, tables: SuperOfficeTables, step_row_id: SqlValue,
-                     ids: list[int]) -> Insert:
+                     ids: list[int], now: SqlValue) -> Insert:
     up = tables.userpreference
     pv = books.previous_value
     rows = select(
         sql_value(step_row_id), literal(1), literal(TABLE_NAME), up.c.userpreference_id, literal(0),
         up.c.prefvalue, up.c.updated, up.c.updated_associate_id, up.c.updatedCount,
-        next_updated_count(up.c.updatedCount),
+        next_updated_count(up.c.updatedCount), sql_value(now),
     ).where(up.c.userpreference_id.in_(ids))
     columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "prefvalue",
-               "updated", "updated_associate_id", "updated_count", "new_updated_count"]
+               "updated", "updated_associate_id", "updated_count", "new_updated_count",
+               "new_updated"]
     return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
         preserve_rowcount=True
     )
@@ -174,7 +175,7 @@ def _insert(ctx: StepContext, conn: Connection, step_row_id: int) -> None:
 
 
 def _switch_on(ctx: StepContext, conn: Connection, step_row_id: int, ids: list[int]) -> None:
-    conn.execute(record_statement(ctx.books, ctx.tables, step_row_id, ids))
+    conn.execute(record_statement(ctx.books, ctx.tables, step_row_id, ids, ctx.now))
     changed = conn.execute(switch_on_statement(ctx, ids)).rowcount
     if changed != len(ids):
         raise SetupToolError(f"Expected to switch on {len(ids)} preference rows, found {changed}: "

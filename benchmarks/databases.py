@@ -1,0 +1,242 @@
+"""The databases a benchmark runs on, and how each is put back between measurements.
+
+SQLite: the demo file built by `setup-tool demo` is the template; every measurement gets a fresh
+copy of the file. PostgreSQL: a throwaway server on loopback (the test suite's `PostgresServer`,
+with durable settings), one template database per size loaded from the same SQLite file (COPY,
+so both engines hold identical rows), and a fresh `CREATE DATABASE ... TEMPLATE` per measurement.
+Tables on PostgreSQL are made the way a DBA script makes them (`tests/superoffice_databases.py`):
+unquoted, lower-case, in schema `crm7`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Engine, create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the suite's PostgreSQL launcher and DBA-style DDL
+
+import postgres_fixture  # noqa: E402
+from postgres_fixture import PostgresServer, find_bindir  # noqa: E402
+from superoffice_databases import dba_script  # noqa: E402
+
+from setup_tool.schema import canonical_metadata  # noqa: E402
+
+PG_SCHEMA = "crm7"
+COPY_ROWS = 50_000
+
+# A server as a customer would run it: durable commits (each batch pays its fsync), more memory
+# than the 128 MB default. wal_level=minimal only speeds up loading the templates.
+PG_SETTINGS = {
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "full_page_writes": "on",
+    "shared_buffers": "1GB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+}
+
+
+@dataclass
+class Target:
+    """One fresh copy of a template: what the tool is pointed at and how to reach it directly."""
+
+    engine_name: str
+    url: str  # SQLAlchemy URL, no password (SQLite file, or PostgreSQL trust on loopback)
+    prefix: str | None
+    name: str  # file path or database name
+
+    def tool_args(self) -> list[str]:
+        args = ["--database-url", self.url]
+        return [*args, "--table-prefix", self.prefix] if self.prefix else args
+
+    @contextmanager
+    def engine(self) -> Iterator[Engine]:
+        engine = create_engine(self.url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    def switch_travel_on(self) -> None:
+        """Travel/EnableTravel on at system level (the demo has the row, saying off)."""
+        p = f"{self.prefix}." if self.prefix else ""
+        with self.engine() as engine, engine.begin() as conn:
+            changed = conn.execute(
+                text(
+                    f"UPDATE {p}userpreference SET prefvalue = '1' WHERE prefsection = 'Travel' "
+                    f"AND prefkey = 'EnableTravel' AND deflevel = 2"
+                )
+            ).rowcount
+        if changed != 1:
+            raise RuntimeError(f"expected one system Travel row, found {changed}")
+
+
+class Engine_(Protocol):
+    name: str
+
+    def load(self, sqlite_template: Path, size: int) -> None: ...
+
+    def fresh_copy(self, size: int) -> Target: ...
+
+    def discard(self, target: Target) -> None: ...
+
+    def drop_template(self, size: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteEngine:
+    """Copies of the demo file."""
+
+    name = "sqlite"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.templates: dict[int, Path] = {}
+
+    def load(self, sqlite_template: Path, size: int) -> None:
+        self.templates[size] = sqlite_template
+
+    def fresh_copy(self, size: int) -> Target:
+        path = self.workdir / "work.db"
+        self._remove(path)
+        shutil.copyfile(self.templates[size], path)
+        return Target(self.name, f"sqlite:///{path}", None, str(path))
+
+    def discard(self, target: Target) -> None:
+        self._remove(Path(target.name))
+
+    def drop_template(self, size: int) -> None:
+        self.templates.pop(size, None)  # the file belongs to the run: it is removed with workdir
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        for leftover in path.parent.glob(f"{path.name}*"):  # journals, the tool's lock file
+            leftover.unlink()
+
+
+class _BenchmarkServer(PostgresServer):
+    """The suite's server with PG_SETTINGS instead of its throwaway (non-durable) ones."""
+
+    def _launch_and_wait(self) -> bool:
+        saved = postgres_fixture._SERVER_SETTINGS
+        postgres_fixture._SERVER_SETTINGS = {**saved, **PG_SETTINGS}
+        try:
+            return super()._launch_and_wait()
+        finally:
+            postgres_fixture._SERVER_SETTINGS = saved
+
+
+class PostgresEngine:
+    """A server of its own; template databases per size, cloned per measurement."""
+
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        bindir = find_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL binaries not found (set SETUP_TOOL_TEST_PG_BINDIR)")
+        # Not under the benchmark's workdir: the postgres OS user must be able to enter it.
+        base_dir = Path(tempfile.mkdtemp(prefix="setup-tool-bench-pg-"))
+        self.server = _BenchmarkServer(bindir, base_dir, as_os_user=_is_root())
+        self.server.start()
+        self._clones = 0
+
+    @property
+    def version(self) -> str:
+        with self._admin() as engine, engine.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar_one())
+
+    def load(self, sqlite_template: Path, size: int) -> None:
+        name = _template_name(size)
+        self.server.drop_database(name)
+        self._admin_sql(f"CREATE DATABASE {name}")
+        statements = dba_script(PG_SCHEMA)
+        tables = [s for s in statements if not s.startswith("CREATE INDEX")]
+        indexes = [s for s in statements if s.startswith("CREATE INDEX")]
+        import psycopg
+
+        conninfo = _conninfo(self.server, name)
+        with psycopg.connect(conninfo) as conn:
+            for statement in tables:
+                conn.execute(statement)
+            _copy_tables(sqlite_template, conn)
+            for statement in indexes:
+                conn.execute(statement)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("VACUUM (FREEZE, ANALYZE)")  # a live database has statistics
+
+    def fresh_copy(self, size: int) -> Target:
+        self._clones += 1
+        name = f"bench_work_{self._clones}"
+        self._admin_sql(f"CREATE DATABASE {name} TEMPLATE {_template_name(size)} STRATEGY FILE_COPY")
+        return Target(self.name, self.server.admin_url(name), PG_SCHEMA, name)
+
+    def discard(self, target: Target) -> None:
+        self.server.drop_database(target.name)
+
+    def drop_template(self, size: int) -> None:
+        self.server.drop_database(_template_name(size))
+
+    def close(self) -> None:
+        self.server.stop()
+
+    @contextmanager
+    def _admin(self) -> Iterator[Engine]:
+        engine = create_engine(self.server.admin_url(), isolation_level="AUTOCOMMIT")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+    def _admin_sql(self, statement: str) -> None:
+        with self._admin() as engine, engine.connect() as conn:
+            conn.execute(text(statement))
+
+
+def _template_name(size: int) -> str:
+    return f"bench_template_{size}"
+
+
+def _conninfo(server: PostgresServer, dbname: str) -> str:
+    return f"host={postgres_fixture.HOST} port={server.port} user={postgres_fixture.ADMIN_USER} dbname={dbname}"
+
+
+def _is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _copy_tables(sqlite_path: Path, conn: object) -> None:
+    """Every SuperOffice table of the SQLite demo into the PostgreSQL schema, with COPY."""
+    source = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    try:
+        for table in canonical_metadata().tables.values():
+            columns = [column.name for column in table.columns]
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            rows = source.execute(f'SELECT {quoted} FROM "{table.name}"')
+            target = f"{PG_SCHEMA}.{table.name.lower()} ({', '.join(c.lower() for c in columns)})"
+            with conn.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:  # type: ignore[attr-defined]
+                while chunk := rows.fetchmany(COPY_ROWS):
+                    for row in chunk:
+                        copy.write_row(row)
+    finally:
+        source.close()

@@ -1,0 +1,597 @@
+"""The dry run and the reports: a dry run changes nothing at all, what it predicts is exactly what
+a real run then does, and the reports in every format say so (JSON checked against its schema).
+
+Real SQLite files made by the demo generator; the CLI through click's CliRunner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from setup_tool.cli import cli
+from setup_tool.connection import ConnectionSettings
+from setup_tool.database import is_read_statement, open_database
+from setup_tool.demo import TABLE_NUMBERS
+from setup_tool.errors import DryRunWriteAttempt
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+STEP_IDS = ["gate", "preference", "overrides", "mark_invites", "synchronizer_check"]
+KEYS = {
+    "appointment": "appointment_id",
+    "UserPreference": "userpreference_id",
+    "traveltransactionlog": "traveltransactionlog_id",
+    "sequence": "id",
+}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("SETUP_TOOL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: object) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args], prog_name="setup-tool")
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result
+
+
+def url(db: Path) -> str:
+    return f"sqlite:///{db}"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def execute(db: Path, *statements: str) -> None:
+    with closing(sqlite3.connect(db)) as con:
+        for statement in statements:
+            con.execute(statement)
+        con.commit()
+
+
+Row = dict[str, Any]
+
+
+def rows_of(db: Path, table: str) -> dict[int, Row]:
+    """Every row of a table by primary key, as {column (lower case): value}."""
+    with closing(sqlite3.connect(db)) as con:
+        cursor = con.execute(f'SELECT * FROM "{table}"')
+        columns = [d[0].lower() for d in cursor.description]
+        found = [dict(zip(columns, row, strict=True)) for row in cursor]
+    return {row[KEYS[table].lower()]: row for row in found}
+
+
+def snapshot(db: Path) -> dict[str, dict[int, Row]]:
+    return {table: rows_of(db, table) for table in KEYS}
+
+
+def changed(before: dict[int, Row], after: dict[int, Row]) -> set[int]:
+    assert set(before) <= set(after), "rows were deleted"
+    return {key for key, row in after.items() if before.get(key) != row}
+
+
+def report_of(db: Path, *args: object, expect: int | None = None) -> tuple[int, dict[str, Any]]:
+    path = Path(f"report-{len(list(Path.cwd().glob('report-*')))}.json")
+    result = invoke("upgrade", "--database-url", url(db), "--report", path, *args)
+    if expect is not None:
+        assert result.exit_code == expect, result.output
+    return result.exit_code, dict(json.loads(path.read_text()))
+
+
+def steps(report: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [(s["id"], s["decision"], s["rows"]) for s in report["steps"]]
+
+
+def rows(report: dict[str, Any]) -> dict[str, int]:
+    return {s["id"]: s["rows"] for s in report["steps"]}
+
+
+def licensed_only(db: Path) -> Path:
+    execute(db, "DELETE FROM ProductVersion WHERE ownerName = 'InfoBridge'")
+    return db
+
+
+def validate(document: dict[str, Any], schema_name: str) -> None:
+    schema = json.loads((DOCS / schema_name).read_text())
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+# --- a dry run writes nothing --------------------------------------------------------------------
+
+
+FORMATS = {
+    "text to stdout": [],
+    "json to stdout": ["--format", "json"],
+    "text file": ["--report", "plan.txt", "--format", "text"],
+    "markdown file": ["--report", "plan.md", "--format", "md"],
+    "html file": ["--report", "plan.html", "--format", "html"],
+    "json file": ["--report", "plan.json", "--format", "json"],
+    "format from the extension": ["--report", "plan.htm"],
+}
+
+
+@pytest.mark.parametrize("args", FORMATS.values(), ids=list(FORMATS))
+def test_a_dry_run_leaves_the_database_byte_identical(
+    args: list[str], demo_template: Path, workdir: Path
+) -> None:
+    data = workdir / "data"
+    data.mkdir()
+    db = data / "crm.db"
+    shutil.copyfile(demo_template, db)
+    before = digest(db)
+    result = invoke(
+        "upgrade",
+        "--database-url",
+        url(db),
+        "--dry-run",
+        "--detailed-exitcode",
+        "--unattended",
+        *args,
+    )
+    assert result.exit_code == 10, result.output
+    assert digest(db) == before
+    assert [p.name for p in data.iterdir()] == ["crm.db"]  # no journal, lock or other file
+
+
+def test_a_dry_run_after_earlier_runs_and_detect_and_history_leave_it_identical(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = make_demo(travel=True)
+    assert invoke("upgrade", "--database-url", url(db), "--unattended").exit_code == 4
+    execute(
+        db,
+        "UPDATE UserPreference SET prefvalue = '0' WHERE deflevel = 2 AND "
+        "prefkey = 'DiarySynchronizerActive'",
+    )  # an admin switched it off again
+    before = digest(db)
+    for fmt in ("text", "md", "html", "json"):
+        for command in (["upgrade", "--dry-run", "--fix-overrides"], ["detect"], ["history"]):
+            result = invoke(*command, "--database-url", url(db), "--format", fmt)
+            assert result.exit_code == 0, (command, result.output)
+            assert result.stdout.strip()
+    assert digest(db) == before
+
+
+def test_the_write_guard_refuses_a_write_on_a_read_only_database(demo_db: Path) -> None:
+    before = digest(demo_db)
+    db = open_database(ConnectionSettings(database_url=url(demo_db)), read_only=True)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM appointment")).scalar_one() > 0
+            with pytest.raises(Exception) as caught:
+                conn.execute(text("UPDATE appointment SET cautionWarning = 1"))
+    finally:
+        db.dispose()
+    error: BaseException | None = caught.value
+    while error is not None and not isinstance(error, DryRunWriteAttempt):
+        error = error.__cause__ or getattr(error, "orig", None)
+    assert isinstance(error, DryRunWriteAttempt), repr(caught.value)
+    assert digest(demo_db) == before
+
+
+# --- the write guard's rule --------------------------------------------------------------------
+
+
+READS = [
+    "SELECT 1",
+    "  select appointment_id from appointment where cautionWarning = 0",
+    "\nSELECT count(*) FROM crm7.appointment",
+    "WITH m AS (SELECT mother_id FROM appointment) SELECT count(*) FROM m",
+    "PRAGMA table_info(appointment)",
+    'PRAGMA main.table_info("UserPreference");',
+    "PRAGMA foreign_keys",
+    "EXPLAIN SELECT 1",
+    "SHOW search_path",
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT sa_savepoint_1",
+    "RELEASE SAVEPOINT sa_savepoint_1",
+    "SET NOCOUNT ON",
+]
+WRITES = [
+    "INSERT INTO appointment (appointment_id) VALUES (1)",
+    "insert into setup_tool_run select * from x",
+    "UPDATE appointment SET cautionWarning = 1",
+    "  update UserPreference set prefvalue = '1'",
+    "DELETE FROM appointment",
+    "CREATE TABLE setup_tool_run (run_id int)",
+    "CREATE INDEX i ON appointment (mother_id)",
+    "DROP TABLE appointment",
+    "ALTER TABLE appointment ADD x int",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA user_version=7",
+    "pragma main.user_version = 7;",
+    "REPLACE INTO sequence VALUES (1)",
+    "MERGE INTO appointment USING x ON 1 = 1 WHEN MATCHED THEN DELETE",
+    "TRUNCATE TABLE appointment",
+    "VACUUM",
+    "ATTACH DATABASE 'other.db' AS other",
+    "EXEC sp_getapplock @Resource = 'x'",
+    "GRANT SELECT ON appointment TO public",
+]
+WRITE_KEYWORDS = [
+    "insert",
+    "update",
+    "delete",
+    "create",
+    "drop",
+    "alter",
+    "replace",
+    "merge",
+    "truncate",
+    "vacuum",
+    "attach",
+    "detach",
+    "exec",
+    "execute",
+    "grant",
+    "reindex",
+]
+
+
+@pytest.mark.parametrize("statement", READS)
+def test_the_write_guard_lets_reads_through(statement: str) -> None:
+    assert is_read_statement(statement)
+
+
+@pytest.mark.parametrize("statement", WRITES)
+def test_the_write_guard_stops_writes(statement: str) -> None:
+    assert not is_read_statement(statement)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "WITH doomed AS (SELECT 1 AS x) DELETE FROM appointment",
+        "WITH d AS (SELECT 1 AS x) UPDATE appointment SET cautionWarning = 1",
+        "SELECT * INTO appointment_copy FROM appointment",
+        "SELECT 1; DELETE FROM appointment",
+    ],
+)
+def test_the_write_guard_stops_writes_disguised_as_reads(statement: str) -> None:
+    assert not is_read_statement(statement)
+
+
+def _cased(word: str, flips: list[bool]) -> str:
+    return "".join(
+        c.upper() if flip else c for c, flip in zip(word, flips + [False] * len(word), strict=False)
+    )
+
+
+WHITESPACE = st.text(alphabet=" \t\r\n", max_size=4)
+IDENTIFIER = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+
+
+@given(
+    WHITESPACE,
+    st.sampled_from(WRITE_KEYWORDS),
+    st.lists(st.booleans(), max_size=10),
+    st.text(max_size=60),
+)
+def test_no_write_keyword_passes_the_guard_in_any_spelling(
+    space: str, keyword: str, flips: list[bool], rest: str
+) -> None:
+    assert not is_read_statement(f"{space}{_cased(keyword, flips)} {rest}")
+
+
+@given(
+    WHITESPACE,
+    IDENTIFIER,
+    st.one_of(IDENTIFIER, st.integers().map(str)),
+    st.lists(st.booleans(), max_size=6),
+)
+def test_a_pragma_that_sets_a_value_never_passes(
+    space: str, name: str, value: str, flips: list[bool]
+) -> None:
+    assert not is_read_statement(f"{space}{_cased('pragma', flips)} {name} = {value}")
+    assert is_read_statement(f"{space}{_cased('pragma', flips)} {name}({value})")
+
+
+@given(
+    WHITESPACE,
+    st.lists(st.booleans(), max_size=6),
+    st.text(alphabet=st.characters(blacklist_characters=";"), max_size=80),
+)
+def test_a_select_passes_whatever_it_selects(space: str, flips: list[bool], body: str) -> None:
+    assert is_read_statement(f"{space}{_cased('select', flips)} {body}")
+
+
+# --- what the dry run predicts is what the real run does ---------------------------------------
+
+
+def _default(make: Callable[..., Path]) -> Path:
+    return make()
+
+
+VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
+    # demo options, upgrade options, licensed only
+    "defaults": ({}, [], False),
+    "travel on, batches of 7": ({"travel": True}, ["--batch-size", "7", "--fix-overrides"], False),
+    "synchronizer too old, batches of 3": (
+        {"synchronizer_version": "3.2.283"},
+        ["--batch-size", "3"],
+        False,
+    ),
+    "no synchronizer": ({"synchronizer_version": None}, ["--fix-overrides"], False),
+    "--no-synchronizer": ({}, ["--no-synchronizer"], False),
+    "licensed only, version unknown, travel": (
+        {"travel": True},
+        ["--synchronizer-version", "unknown", "--batch-size", "50"],
+        True,
+    ),
+    "many invites, True/False, travel": (
+        {
+            "invite_share": 0.3,
+            "bool_values": ("True", "False"),
+            "travel": True,
+            "appointments": 800,
+        },
+        ["--fix-overrides", "--batch-size", "64"],
+        False,
+    ),
+    "one batch for everything": ({"appointments": 2500}, ["--batch-size", "100000"], False),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=list(VARIANTS))
+def test_the_dry_run_predicts_exactly_what_the_real_run_does(
+    variant: str, make_demo: Callable[..., Path]
+) -> None:
+    options, args, licensed = VARIANTS[variant]
+    db = make_demo(**options)
+    if licensed:
+        licensed_only(db)
+    plan = _prediction_holds(db, args)
+    assert plan["findings"]["travel"]["enabled"] is bool(options.get("travel"))
+    synchronizer = options.get("synchronizer_version", "") is not None
+    assert (rows(plan)["mark_invites"] > 0) is (synchronizer and "--no-synchronizer" not in args)
+
+
+def test_the_prediction_holds_when_a_later_run_converges_again(
+    make_demo: Callable[..., Path],
+) -> None:
+    db = make_demo(travel=True)
+    _prediction_holds(db, ["--fix-overrides"])
+    execute(
+        db,
+        # an admin switches it off for everyone and for one user...
+        "UPDATE UserPreference SET prefvalue = '0' WHERE prefkey = 'DiarySynchronizerActive' "
+        "AND deflevel IN (2, 5)",
+        # ...and someone clears the warning on some marked rows
+        "UPDATE appointment SET cautionWarning = 0 WHERE appointment_id IN "
+        "(SELECT appointment_id FROM appointment WHERE cautionWarning = 1 LIMIT 5)",
+    )
+    second = _prediction_holds(db, ["--fix-overrides", "--batch-size", "2"])
+    assert rows(second)["preference"] == 1 and rows(second)["overrides"] == 1
+
+
+def _prediction_holds(db: Path, args: list[str]) -> dict[str, Any]:
+    before, before_digest = snapshot(db), digest(db)
+    _, plan = report_of(db, "--dry-run", "--unattended", *args, expect=0)
+    assert digest(db) == before_digest
+    assert plan["mode"] == "dry-run" and plan["run_id"] is None
+
+    code, done = report_of(db, "--unattended", *args)
+    assert code == done["exit_code"] and code in (0, 4), done["outcome"]
+    assert done["mode"] == "upgrade"
+    assert steps(done) == steps(plan)
+    for predicted, actual in zip(plan["steps"], done["steps"], strict=True):
+        assert actual["sample_ids"] == predicted["sample_ids"], actual["id"]
+
+    after = snapshot(db)
+    expected = rows(plan)
+    marked = changed(before["appointment"], after["appointment"])
+    assert len(marked) == expected["mark_invites"]
+    assert set(rows(plan)) == set(STEP_IDS)
+    mark_step = next(s for s in plan["steps"] if s["id"] == "mark_invites")
+    assert set(mark_step["sample_ids"]) <= marked
+    for key in marked:
+        assert after["appointment"][key] != before["appointment"][key]
+    preferences = changed(before["UserPreference"], after["UserPreference"])
+    assert len(preferences) == expected["preference"] + expected["overrides"]
+
+    # with Travel on, one travel log row per changed row, naming it; otherwise none
+    new_log = [
+        after["traveltransactionlog"][k]
+        for k in set(after["traveltransactionlog"]) - set(before["traveltransactionlog"])
+    ]
+    logged: dict[int, list[int]] = {}
+    for entry in new_log:
+        logged.setdefault(entry["tablenumber"], []).append(entry["record_id"])
+    if plan["findings"]["travel"]["enabled"]:
+        assert sorted(logged.pop(TABLE_NUMBERS["appointment"], [])) == sorted(marked)
+        assert sorted(logged.pop(TABLE_NUMBERS["UserPreference"], [])) == sorted(preferences)
+    assert logged == {}
+    # and the sequence moved on for every id the tool took
+    if new_log:
+        assert after["sequence"] != before["sequence"]
+
+    # and a dry run now predicts nothing more to do
+    code, again = report_of(db, "--dry-run", "--detailed-exitcode", "--unattended", *args)
+    assert code == 0 and again["outcome"] in ("nothing_to_do", "action_required"), again["outcome"]
+    assert all(s["rows"] == 0 for s in again["steps"])
+    return plan
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+def sniff(content: str) -> str:
+    stripped = content.lstrip()
+    if stripped.startswith("{"):
+        json.loads(content)
+        return "json"
+    if stripped.lower().startswith("<!doctype html") or stripped.lower().startswith("<html"):
+        return "html"
+    if stripped.startswith("# "):
+        return "md"
+    assert stripped.startswith("setup-tool "), stripped[:80]
+    return "text"
+
+
+REPORT_FORMATS = {
+    "plan.txt": ([], "text"),
+    "plan.md": ([], "md"),
+    "plan.html": ([], "html"),
+    "plan.htm": ([], "html"),
+    "plan.json": ([], "json"),
+    "plan.report": ([], "text"),
+    "plan.out": (["--format", "md"], "md"),
+    "plan.txt ": (["--format", "json"], "json"),
+    "plan.json ": (["--format", "html"], "html"),
+}
+
+
+@pytest.mark.parametrize("command", ["dry-run", "upgrade", "detect"])
+@pytest.mark.parametrize("name", REPORT_FORMATS, ids=list(REPORT_FORMATS))
+def test_reports_in_every_format_chosen_or_from_the_extension(
+    name: str, command: str, demo_db: Path
+) -> None:
+    args, expected = REPORT_FORMATS[name]
+    name = name.strip()
+    argv = {
+        "dry-run": ["upgrade", "--dry-run"],
+        "upgrade": ["upgrade", "--unattended"],
+        "detect": ["detect"],
+    }[command]
+    result = invoke(*argv, "--database-url", url(demo_db), "--report", name, *args)
+    assert result.exit_code in (0, 4), result.output
+    content = Path(name).read_text()
+    assert sniff(content) == expected
+    assert "Mail/DiarySynchronizerActive" in content
+    if command == "upgrade":
+        assert f"Report: {name}" in result.stderr
+
+
+def test_report_text_says_what_each_step_will_do_with_counts_and_sql(demo_db: Path) -> None:
+    _, plan = report_of(demo_db, "--dry-run")
+    result = invoke("upgrade", "--database-url", url(demo_db), "--dry-run", "--format", "md")
+    markdown = result.stdout
+    assert f"{rows(plan)['mark_invites']}" in markdown
+    assert "UPDATE appointment" in markdown
+    html = invoke("upgrade", "--database-url", url(demo_db), "--dry-run", "--format", "html")
+    assert "UPDATE appointment" in html.stdout
+    assert re.search(r"will change", html.stdout, re.I)
+
+
+def test_a_report_that_cannot_be_written_is_a_clear_error(demo_db: Path) -> None:
+    before = digest(demo_db)
+    result = invoke(
+        "upgrade",
+        "--database-url",
+        url(demo_db),
+        "--dry-run",
+        "--report",
+        "no/such/folder/plan.json",
+    )
+    assert result.exit_code != 0
+    assert "Cannot write the file" in result.stderr and "no/such/folder/plan.json" in result.stderr
+    assert digest(demo_db) == before
+
+
+def _check_report(report: dict[str, Any], code: int) -> None:
+    validate(report, "report.schema.json")
+    assert report["schema_version"] == 1
+    assert report["exit_code"] == code
+    findings = report["findings"]
+    for name in ("superoffice", "synchronizer", "preference", "travel", "invites", "history"):
+        assert findings[name]["evidence"], name
+        for evidence in findings[name]["evidence"]:
+            assert evidence["source"] and evidence["detail"]
+
+
+def test_the_json_report_of_a_dry_run_and_of_the_real_run(demo_db: Path) -> None:
+    code, plan = report_of(demo_db, "--dry-run", "--detailed-exitcode")
+    assert code == 10
+    _check_report(plan, 10)
+    assert plan["outcome"] == "changes_pending"
+    overrides = plan["findings"]["preference"]["overrides"]
+    assert overrides and any(not o["on"] for o in overrides)
+    assert all(3 <= o["level"] <= 5 for o in overrides)
+    assert [s["id"] for s in plan["steps"]] == STEP_IDS
+    for step in plan["steps"]:
+        assert step["title"] and isinstance(step["sql"], list)
+        assert isinstance(step["warnings"], list) and isinstance(step["rows"], int)
+    by_id = {s["id"]: s for s in plan["steps"]}
+    assert by_id["mark_invites"]["decision"] == "change" and by_id["mark_invites"]["rows"] > 0
+    assert by_id["mark_invites"]["sample_ids"]
+    assert any(sql.startswith("UPDATE appointment") for sql in by_id["mark_invites"]["sql"])
+    assert by_id["preference"]["sql"] and by_id["overrides"]["warnings"]
+
+    code, done = report_of(demo_db, "--unattended")
+    assert code == 4
+    _check_report(done, 4)
+    assert done["outcome"] == "action_required" and done["run_id"] == 1
+    assert done["log_file"] and Path(done["log_file"]).exists()
+
+    code, again = report_of(demo_db, "--unattended", "--fix-overrides")
+    _check_report(again, 0)
+    assert again["outcome"] == "done" and again["findings"]["history"]["runs"] == 1
+
+    code, nothing = report_of(demo_db, "--unattended", "--fix-overrides")
+    _check_report(nothing, 0)
+    assert nothing["outcome"] == "nothing_to_do" and nothing["run_id"] is None
+
+
+def test_the_json_report_when_blocked_and_in_other_shapes(make_demo: Callable[..., Path]) -> None:
+    code, blocked = report_of(make_demo(superoffice_version="8.1 R03"), "--unattended")
+    assert code == 3
+    _check_report(blocked, 3)
+    assert blocked["outcome"] == "blocked"
+    assert blocked["findings"]["superoffice"]["status"] == "too_old"
+
+    code, travel = report_of(
+        licensed_only(make_demo(travel=True)), "--dry-run", "--synchronizer-version", "unknown"
+    )
+    _check_report(travel, 0)
+    assert travel["findings"]["travel"]["enabled"] is True
+    assert travel["findings"]["synchronizer"]["status"] == "unknown_version"
+    assert any(e["source"] == "operator" for e in travel["findings"]["synchronizer"]["evidence"])
+
+    result = invoke("detect", "--database-url", url(make_demo()), "--format", "json")
+    assert result.exit_code == 0
+    detected = json.loads(result.stdout)
+    _check_report(detected, 0)
+    assert detected["mode"] == "detect" and detected["steps"] == []
+
+
+def test_the_json_history_matches_its_schema(demo_db: Path) -> None:
+    assert invoke("upgrade", "--database-url", url(demo_db), "--unattended").exit_code == 4
+    assert invoke("undo", "--database-url", url(demo_db), "--unattended").exit_code == 0
+    result = invoke("history", "--database-url", url(demo_db), "--format", "json")
+    assert result.exit_code == 0
+    history = json.loads(result.stdout)
+    validate(history, "history.schema.json")
+    assert len(history["runs"]) == 2
