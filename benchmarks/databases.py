@@ -10,6 +10,7 @@ unquoted, lower-case, in schema `crm7`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import sys
@@ -85,7 +86,9 @@ class Target:
             raise RuntimeError(f"expected one system Travel row, found {changed}")
 
 
-class Engine_(Protocol):
+class BenchEngine(Protocol):
+    """What the benchmark needs from an engine."""
+
     name: str
 
     def load(self, sqlite_template: Path, size: int) -> None: ...
@@ -220,8 +223,6 @@ def _conninfo(server: PostgresServer, dbname: str) -> str:
 
 
 def _is_root() -> bool:
-    import os
-
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 

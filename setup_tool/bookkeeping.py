@@ -40,7 +40,8 @@ VERSION_TABLE = "setup_tool_alembic_version"
 
 def _tables(metadata: MetaData, schema: str | None) -> None:
     Table(
-        "setup_tool_run", metadata,
+        "setup_tool_run",
+        metadata,
         Column("run_id", Integer, primary_key=True, autoincrement=True),
         Column("mode", String(20), nullable=False),
         Column("status", String(20), nullable=False),
@@ -61,7 +62,8 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         schema=schema,
     )
     Table(
-        "setup_tool_step", metadata,
+        "setup_tool_step",
+        metadata,
         Column("step_row_id", Integer, primary_key=True, autoincrement=True),
         Column("run_id", Integer, nullable=False, index=True),
         Column("step_key", String(40), nullable=False),
@@ -77,9 +79,14 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         schema=schema,
     )
     Table(
-        "setup_tool_previous_value", metadata,
-        Column("previous_value_id", BigInteger().with_variant(Integer, "sqlite"),
-               primary_key=True, autoincrement=True),
+        "setup_tool_previous_value",
+        metadata,
+        Column(
+            "previous_value_id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("step_row_id", Integer, nullable=False),
         Column("batch_no", Integer, nullable=False),
         Column("table_name", String(64), nullable=False),
@@ -98,7 +105,8 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         schema=schema,
     )
     Table(
-        "setup_tool_candidate", metadata,
+        "setup_tool_candidate",
+        metadata,
         Column("step_row_id", Integer, primary_key=True, autoincrement=False),
         Column("appointment_id", Integer, primary_key=True, autoincrement=False),
         schema=schema,
@@ -159,7 +167,7 @@ def installed_revision(conn: Connection, schema: str | None) -> str | None:
 
 
 def install_bookkeeping(conn: Connection, schema: str | None) -> None:
-    """Create or upgrade the tool's tables (alembic `upgrade head`) inside the caller's transaction."""
+    """Create or upgrade the tool's tables (alembic `upgrade head`) in the caller's transaction."""
     command.upgrade(alembic_config(schema, conn), "head")
 
 
@@ -174,14 +182,26 @@ def bookkeeping_sql(schema: str | None, dialect_name: str) -> str:
 
 
 def start_run(
-    conn: Connection, books: Bookkeeping, *, mode: str, started_at: datetime,
-    acting_associate_id: int, superoffice_version: str | None, synchronizer_version: str | None,
+    conn: Connection,
+    books: Bookkeeping,
+    *,
+    mode: str,
+    started_at: datetime,
+    acting_associate_id: int,
+    superoffice_version: str | None,
+    synchronizer_version: str | None,
 ) -> int:
     result = conn.execute(
         books.run.insert().values(
-            mode=mode, status="running", started_at=started_at, tool_version=__version__,
-            host=socket.gethostname(), os_user=_os_user(), acting_associate_id=acting_associate_id,
-            superoffice_version=superoffice_version, synchronizer_version=synchronizer_version,
+            mode=mode,
+            status="running",
+            started_at=started_at,
+            tool_version=__version__,
+            host=socket.gethostname(),
+            os_user=_os_user(),
+            acting_associate_id=acting_associate_id,
+            superoffice_version=superoffice_version,
+            synchronizer_version=synchronizer_version,
         )
     )
     run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
@@ -195,8 +215,11 @@ def finish_run(conn: Connection, books: Bookkeeping, run_id: int, **values: Any)
 
 def close_dead_runs(conn: Connection, books: Bookkeeping) -> None:
     """Runs still marked running while we hold the lock died (killed, crashed, lost connection)."""
-    conn.execute(update(books.run).where(books.run.c.status == "running")
-                 .values(status="interrupted", outcome="interrupted"))
+    conn.execute(
+        update(books.run)
+        .where(books.run.c.status == "running")
+        .values(status="interrupted", outcome="interrupted")
+    )
 
 
 def _os_user() -> str:
@@ -229,4 +252,5 @@ def describe_lock_holder(conn: Connection, books: Bookkeeping) -> str | None:
     ).first()
     if row is None:
         return None
-    return f"run {row.run_id} started {row.started_at:%Y-%m-%d %H:%M:%S} UTC by {row.os_user} on {row.host}"
+    started = f"{row.started_at:%Y-%m-%d %H:%M:%S}"
+    return f"run {row.run_id} started {started} UTC by {row.os_user} on {row.host}"

@@ -31,7 +31,7 @@ from setup_tool.cli_options import (
 from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY
 from setup_tool.console import Console
 from setup_tool.errors import ExitCode, SetupToolError, UsageError
-from setup_tool.logs import LOGGER, configure_logging
+from setup_tool.logs import FILE_ONLY, LOGGER, configure_logging
 
 if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
@@ -56,13 +56,14 @@ def exits(fn: F) -> F:
                 code = fn(*args, **kwargs)
             raised = False
         except SetupToolError as error:
-            LOGGER.error(str(error))
+            LOGGER.error(str(error), extra=FILE_ONLY)
             console.error(str(error))
             code = error.exit_code
         except KeyboardInterrupt:
-            LOGGER.warning("interrupted (Ctrl-C)")
-            console.error("Interrupted. Nothing is half-done: run the same command again to "
-                          "resume.")
+            LOGGER.warning("interrupted (Ctrl-C)", extra=FILE_ONLY)
+            console.error(
+                "Interrupted. Nothing is half-done: run the same command again to resume."
+            )
             code = ExitCode.INTERRUPTED
         except click.Abort:
             code = _aborted(ctx, console)
@@ -102,31 +103,39 @@ def _noting_ctrl_c(ctx: click.Context) -> Iterator[None]:
 def _aborted(ctx: click.Context, console: Console) -> ExitCode:
     """A question was not answered: Ctrl-C, or stdin closed. Questions all come before writes."""
     if ctx.meta.get(_CTRL_C):
-        LOGGER.warning("interrupted (Ctrl-C) at a question; nothing was changed")
+        LOGGER.warning("interrupted (Ctrl-C) at a question; nothing was changed", extra=FILE_ONLY)
         console.error("Interrupted at a question: nothing was changed.")
         return ExitCode.INTERRUPTED
-    LOGGER.error("no answer to a question (stdin closed); nothing was changed")
-    console.error("Cancelled: a question got no answer (standard input is closed), so nothing "
-                  "was changed.\nTo run without questions, use --unattended and supply every "
-                  "answer as an option, SETUP_TOOL_* variable or in the --config answer file.")
+    LOGGER.error("no answer to a question (stdin closed); nothing was changed", extra=FILE_ONLY)
+    console.error(
+        "Cancelled: a question got no answer (standard input is closed), so nothing "
+        "was changed.\nTo run without questions, use --unattended and supply every "
+        "answer as an option, SETUP_TOOL_* variable or in the --config answer file."
+    )
     return ExitCode.FAILED
 
 
 def _unexpected(ctx: click.Context, console: Console, error: Exception) -> ExitCode:
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    LOGGER.exception("unexpected error")
+    LOGGER.exception("unexpected error", extra=FILE_ONLY)
     writes = ctx.command.name in ("upgrade", "undo") and not ctx.params.get("dry_run")
-    again = ("Every finished batch is kept; after fixing the cause, run the same command again "
-             "to resume." if writes else "After fixing the cause, run the same command again.")
+    again = (
+        "Every finished batch is kept; after fixing the cause, run the same command again "
+        "to resume."
+        if writes
+        else "After fixing the cause, run the same command again."
+    )
     if isinstance(error, DBAPIError):
         detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
         console.error(f"The database reported an error: {detail}\n{again}")
     elif isinstance(error, SQLAlchemyError):
         console.error(f"Database error: {error}.\n{again}")
     else:
-        console.error(f"Unexpected error: {type(error).__name__}: {error}. The log file has "
-                      "the details; please report it.")
+        console.error(
+            f"Unexpected error: {type(error).__name__}: {error}. The log file has "
+            "the details; please report it."
+        )
     return ExitCode.FAILED
 
 
@@ -173,33 +182,44 @@ def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> Conn
                 "Missing answer: which database to use.",
                 "Supply --database-url (SETUP_TOOL_DATABASE_URL, answer-file key database-url) or "
                 "--server with --database (SETUP_TOOL_SERVER / server, SETUP_TOOL_DATABASE / "
-                "database).")
+                "database).",
+            )
         url, server, o = _ask_connection(o)
     if server and o["user"] and not o["trusted_connection"] and not password:
         if unattended:
             raise UsageError(
                 f"Missing answer: the password for SQL Server login {o['user']!r}.",
                 f"Supply it with the environment variable {PASSWORD_ENV} or the answer-file key "
-                f"'{PASSWORD_KEY}' (it is never an option, so it cannot show in the process list).")
+                f"'{PASSWORD_KEY}' (it is never an option, so it cannot show in the process list).",
+            )
         password = click.prompt(f"Password for {o['user']}", hide_input=True, err=True)
     return ConnectionSettings(
-        database_url=url, server=server, database=o["database"], user=o["user"],
-        password=password, trusted_connection=o["trusted_connection"],
-        odbc_driver=o["odbc_driver"], encrypt=o["encrypt"],
-        trust_server_certificate=o["trust_server_certificate"], table_prefix=o["table_prefix"],
-        login_timeout=o["login_timeout"])
+        database_url=url,
+        server=server,
+        database=o["database"],
+        user=o["user"],
+        password=password,
+        trusted_connection=o["trusted_connection"],
+        odbc_driver=o["odbc_driver"],
+        encrypt=o["encrypt"],
+        trust_server_certificate=o["trust_server_certificate"],
+        table_prefix=o["table_prefix"],
+        login_timeout=o["login_timeout"],
+    )
 
 
-def _start_logging(ctx: click.Context, log_file: Path | None, secret: str | None,
-                   verbose: bool) -> None:
+def _start_logging(
+    ctx: click.Context, log_file: Path | None, secret: str | None, verbose: bool
+) -> None:
     """Log from the start (a missing answer is logged too); errors then say where the log is."""
     configure_logging(log_file, secret, verbose)
     if log_file is not None:
         ctx.meta[_LOG_FILE] = log_file
 
 
-def _settings(ctx: click.Context, o: dict[str, Any], unattended: bool,
-              log_file: Path | None) -> ConnectionSettings:
+def _settings(
+    ctx: click.Context, o: dict[str, Any], unattended: bool, log_file: Path | None
+) -> ConnectionSettings:
     settings = _connection(ctx, o, unattended)
     secret = settings.password or _url_password(settings.database_url) or _password(ctx)
     if secret != _password(ctx):  # typed at the prompt, or inside the URL: scrub it too
@@ -217,15 +237,20 @@ def _url_password(database_url: str | None) -> str | None:
 
 
 def _ask_connection(o: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
-    target: str = click.prompt("SQL Server (host\\instance) or a database URL "
-                               "(e.g. sqlite:///crm.db)", err=True)
+    target: str = click.prompt(
+        "SQL Server (host\\instance) or a database URL (e.g. sqlite:///crm.db)", err=True
+    )
     if "://" in target:
         return target.strip(), None, o
     o = dict(o)
     o["database"] = o["database"] or click.prompt("Database", default="SuperOffice", err=True)
     if not o["user"] and not o["trusted_connection"]:
-        login: str = click.prompt("SQL Server login (empty: Windows integrated login)",
-                                  default="", show_default=False, err=True)
+        login: str = click.prompt(
+            "SQL Server login (empty: Windows integrated login)",
+            default="",
+            show_default=False,
+            err=True,
+        )
         o["user"] = login or None
         o["trusted_connection"] = not login
     return None, target.strip(), o
@@ -235,12 +260,16 @@ def _answers(o: dict[str, Any]) -> Any:
     from setup_tool.detect import OperatorAnswers
 
     if o["no_synchronizer"] and o["synchronizer_version"]:
-        raise UsageError("--no-synchronizer and --synchronizer-version contradict each other.",
-                         "Give one of them.")
-    return OperatorAnswers(superoffice_version=o["superoffice_version"],
-                           synchronizer_version=o["synchronizer_version"],
-                           no_synchronizer=o["no_synchronizer"],
-                           known_builds_file=o["known_builds"])
+        raise UsageError(
+            "--no-synchronizer and --synchronizer-version contradict each other.",
+            "Give one of them.",
+        )
+    return OperatorAnswers(
+        superoffice_version=o["superoffice_version"],
+        synchronizer_version=o["synchronizer_version"],
+        no_synchronizer=o["no_synchronizer"],
+        known_builds_file=o["known_builds"],
+    )
 
 
 def _log_file(o: dict[str, Any], always: bool, stamp: str) -> Path | None:
@@ -249,8 +278,13 @@ def _log_file(o: dict[str, Any], always: bool, stamp: str) -> Path | None:
     return Path(f"setup-tool-{stamp}.log") if always else None
 
 
-def _emit(console: Console, model: dict[str, Any], o: dict[str, Any], render: Callable[..., str],
-          default_path: Path | None = None) -> Path | None:
+def _emit(
+    console: Console,
+    model: dict[str, Any],
+    o: dict[str, Any],
+    render: Callable[..., str],
+    default_path: Path | None = None,
+) -> Path | None:
     """Write the report where asked (or to default_path); otherwise print it on stdout."""
     from setup_tool.report import infer_format, write_text_file
 
@@ -331,29 +365,59 @@ def _open(settings: ConnectionSettings, read_only: bool) -> Database:
 # --- upgrade ----------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS,
-             short_help="Make the database safe for SuperOffice invites; see --dry-run.")
+@cli.command(
+    context_settings=CONTEXT_SETTINGS,
+    short_help="Make the database safe for SuperOffice invites; see --dry-run.",
+)
 @config_option
 @connection_options
 @answer_options
-@option("--unattended", is_flag=True,
-        help="Never prompt, never read stdin: every answer from options, SETUP_TOOL_* variables "
-             "or --config. Always writes a log file.")
-@option("--dry-run", is_flag=True,
-        help="Change nothing; report what a real run would do, with row counts and SQL.")
-@option("-y", "--yes", is_flag=True,
-        help="Wizard: answer yes to the confirmation (findings and plan are still shown).")
-@option("--detailed-exitcode", is_flag=True,
-        help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.")
-@option("--fix-overrides", is_flag=True,
-        help="Also switch on group/individual rows that switch Diary Synchronizer Active off.")
-@option("--acting-associate", type=click.IntRange(min=0), default=0,
-        help="Associate id written to updated_associate_id (0 = system).")
-@option("--batch-size", type=click.IntRange(1, 100_000), default=2000,
-        help="Appointments per batch (one transaction each).")
-@option("--lock-timeout", type=click.FloatRange(min=0), default=None,
-        show_default="0 unattended, 30 in the wizard",
-        help="Seconds to wait for another run's lock before exiting with code 5.")
+@option(
+    "--unattended",
+    is_flag=True,
+    help="Never prompt, never read stdin: every answer from options, SETUP_TOOL_* variables "
+    "or --config. Always writes a log file.",
+)
+@option(
+    "--dry-run",
+    is_flag=True,
+    help="Change nothing; report what a real run would do, with row counts and SQL.",
+)
+@option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Wizard: answer yes to the confirmation (findings and plan are still shown).",
+)
+@option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.",
+)
+@option(
+    "--fix-overrides",
+    is_flag=True,
+    help="Also switch on group/individual rows that switch Diary Synchronizer Active off.",
+)
+@option(
+    "--acting-associate",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Associate id written to updated_associate_id (0 = system).",
+)
+@option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=2000,
+    help="Appointments per batch (one transaction each).",
+)
+@option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    show_default="0 unattended, 30 in the wizard",
+    help="Seconds to wait for another run's lock before exiting with code 5.",
+)
 @output_options
 @click.pass_context
 @exits
@@ -378,15 +442,22 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     unattended, dry_run = o["unattended"], o["dry_run"]
     if o["detailed_exitcode"] and not dry_run:
         raise UsageError("--detailed-exitcode goes with --dry-run.")
-    script = o["report_format"] == "sql" or (o["report_format"] is None and o["report"] is not None
-                                             and o["report"].suffix.lower() == ".sql")
+    script = o["report_format"] == "sql" or (
+        o["report_format"] is None
+        and o["report"] is not None
+        and o["report"].suffix.lower() == ".sql"
+    )
     if script and not dry_run:
         raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
     stamp = _stamp()
     log_file = _log_file(o, always=unattended or not dry_run, stamp=stamp)
     _start_logging(ctx, log_file, _password(ctx), o["verbose"])
-    LOGGER.info("setup-tool %s upgrade%s%s", __version__, " --dry-run" if dry_run else "",
-                " --unattended" if unattended else "")
+    LOGGER.info(
+        "setup-tool %s upgrade%s%s",
+        __version__,
+        " --dry-run" if dry_run else "",
+        " --unattended" if unattended else "",
+    )
     settings = _settings(ctx, o, unattended, log_file)
     db = _open(settings, read_only=dry_run)
     try:
@@ -397,21 +468,32 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             preview = UpgradeResult(plan, "dry-run", outcome, code)
             return render_report(report_model(preview, db), "text")
 
-        interaction = UnattendedInteraction() if unattended else \
-            WizardInteraction(console, describe, assume_yes=o["yes"])
-        lock_timeout = o["lock_timeout"] if o["lock_timeout"] is not None else \
-            (0.0 if unattended else 30.0)
-        upgrade_settings = UpgradeSettings(o["acting_associate"], o["batch_size"],
-                                           o["fix_overrides"])
+        interaction = (
+            UnattendedInteraction()
+            if unattended
+            else WizardInteraction(console, describe, assume_yes=o["yes"])
+        )
+        lock_timeout = (
+            o["lock_timeout"] if o["lock_timeout"] is not None else (0.0 if unattended else 30.0)
+        )
+        upgrade_settings = UpgradeSettings(
+            o["acting_associate"], o["batch_size"], o["fix_overrides"]
+        )
         progress = console.progress("Marking invite appointments")
         with _stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
-                    db, _answers(o), upgrade_settings,
-                    default_host_probe(), _WritingAfterConfirm(interaction, ctrl_c),
+                    db,
+                    _answers(o),
+                    upgrade_settings,
+                    default_host_probe(),
+                    _WritingAfterConfirm(interaction, ctrl_c),
                     dry_run=dry_run,
-                    detailed_exitcode=o["detailed_exitcode"], lock_timeout=lock_timeout,
-                    progress=progress, should_stop=ctrl_c.should_stop)
+                    detailed_exitcode=o["detailed_exitcode"],
+                    lock_timeout=lock_timeout,
+                    progress=progress,
+                    should_stop=ctrl_c.should_stop,
+                )
             finally:
                 progress.close()
         if script:
@@ -449,20 +531,25 @@ def _store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
 
     run = db.books.run
     with db.engine.begin() as conn:
-        conn.execute(update(run).where(run.c.run_id == run_id)
-                     .values(report_json=json.dumps(model, default=str)))
+        conn.execute(
+            update(run)
+            .where(run.c.run_id == run_id)
+            .values(report_json=json.dumps(model, default=str))
+        )
 
 
-def _summary(result: UpgradeResult, report: Path | None, log_file: Path | None,
-             dry_run: bool) -> None:
+def _summary(
+    result: UpgradeResult, report: Path | None, log_file: Path | None, dry_run: bool
+) -> None:
     """The outcome on stderr; when blocked or a person must act, why (the report has more)."""
     from setup_tool.errors import EXIT_CODE_MEANINGS
 
     if dry_run and report is None:
         return  # the report itself went to stdout
     code = result.exit_code
-    click.echo(f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})",
-               err=True)
+    click.echo(
+        f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})", err=True
+    )
     for step in result.plan.steps:
         if step.decision == "blocked" or step.action_required:
             click.echo(f"  - {step.title}: {step.reason}", err=True)
@@ -476,8 +563,10 @@ def _summary(result: UpgradeResult, report: Path | None, log_file: Path | None,
 # --- detect, history, undo --------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS,
-             short_help="Show what the tool finds, with evidence; changes nothing.")
+@cli.command(
+    context_settings=CONTEXT_SETTINGS,
+    short_help="Show what the tool finds, with evidence; changes nothing.",
+)
 @config_option
 @connection_options
 @answer_options
@@ -503,16 +592,19 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
     db = _open(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
-            findings = detect_findings(conn, db.tables, db.books, _answers(o),
-                                       default_host_probe(), utc_now())
+            findings = detect_findings(
+                conn, db.tables, db.books, _answers(o), default_host_probe(), utc_now()
+            )
         _emit(Console(o["quiet"]), detect_model(findings, db), o, render_report)
         return ExitCode.DONE
     finally:
         db.dispose()
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS,
-             short_help="List this tool's past runs on the database; changes nothing.")
+@cli.command(
+    context_settings=CONTEXT_SETTINGS,
+    short_help="List this tool's past runs on the database; changes nothing.",
+)
 @config_option
 @connection_options
 @output_options
@@ -542,17 +634,31 @@ def history(ctx: click.Context, /, **o: Any) -> int:
         db.dispose()
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS,
-             short_help="Put back exactly what setup-tool changed.")
+@cli.command(
+    context_settings=CONTEXT_SETTINGS, short_help="Put back exactly what setup-tool changed."
+)
 @config_option
 @connection_options
-@option("--run", "run_ids", type=int, multiple=True,
-        help="Undo only this run (repeatable); default: every run not yet undone.")
+@option(
+    "--run",
+    "run_ids",
+    type=int,
+    multiple=True,
+    help="Undo only this run (repeatable); default: every run not yet undone.",
+)
 @option("--unattended", is_flag=True, help="Do not ask for confirmation; never read stdin.")
-@option("--acting-associate", type=click.IntRange(min=0), default=0,
-        help="Associate id written to the travel log (0 = system).")
-@option("--lock-timeout", type=click.FloatRange(min=0), default=0.0,
-        help="Seconds to wait for another run's lock.")
+@option(
+    "--acting-associate",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Associate id written to the travel log (0 = system).",
+)
+@option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds to wait for another run's lock.",
+)
 @output_options
 @click.pass_context
 @exits
@@ -574,21 +680,29 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
     db = _open(settings, read_only=False)
     try:
         if not o["unattended"] and not click.confirm(
-                f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
-                default=False, err=True):
+            f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
+            default=False,
+            err=True,
+        ):
             raise SetupToolError("Cancelled: nothing was changed.")
         progress = console.progress("Restoring appointments")
         try:
-            result = undo_changes(db, run_ids=list(o["run_ids"]) or None,
-                                  acting_associate_id=o["acting_associate"],
-                                  lock_timeout=o["lock_timeout"], progress=progress)
+            result = undo_changes(
+                db,
+                run_ids=list(o["run_ids"]) or None,
+                acting_associate_id=o["acting_associate"],
+                lock_timeout=o["lock_timeout"],
+                progress=progress,
+            )
         finally:
             progress.close()
         if not result.undone_runs:
             console.say("setup-tool has no changes to undo in this database.")
         else:
-            console.say(f"Undid run(s) {', '.join(map(str, result.undone_runs))}: "
-                        f"{result.restored} row(s) restored, {result.removed} removed.")
+            console.say(
+                f"Undid run(s) {', '.join(map(str, result.undone_runs))}: "
+                f"{result.restored} row(s) restored, {result.removed} removed."
+            )
         for conflict in result.conflicts[:20]:
             console.warn(f"Left as it is (changed by someone else since): {conflict}")
         if len(result.conflicts) > 20:
@@ -607,18 +721,38 @@ def _which_runs(run_ids: tuple[int, ...]) -> str:
 # --- demo -------------------------------------------------------------------------------------
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS,
-             short_help="Build a SuperOffice-shaped SQLite demo database to try the tool on.")
+@cli.command(
+    context_settings=CONTEXT_SETTINGS,
+    short_help="Build a SuperOffice-shaped SQLite demo database to try the tool on.",
+)
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@option("--appointments", type=click.IntRange(0, 100_000_000), default=20_000,
-        help="How many appointment rows to generate.")
-@option("--superoffice-version", "demo_superoffice_version", default="8.5 R10",
-        envvar="SETUP_TOOL_DEMO_SUPEROFFICE_VERSION", help="SuperOffice version it claims to be.")
-@option("--synchronizer-version", "demo_synchronizer_version", default="3.2.284",
-        envvar="SETUP_TOOL_DEMO_SYNCHRONIZER_VERSION",
-        help="InfoBridge Synchronizer version it records.")
-@option("--no-synchronizer", "demo_no_synchronizer", is_flag=True,
-        envvar="SETUP_TOOL_DEMO_NO_SYNCHRONIZER", help="A database without a synchronizer.")
+@option(
+    "--appointments",
+    type=click.IntRange(0, 100_000_000),
+    default=20_000,
+    help="How many appointment rows to generate.",
+)
+@option(
+    "--superoffice-version",
+    "demo_superoffice_version",
+    default="8.5 R10",
+    envvar="SETUP_TOOL_DEMO_SUPEROFFICE_VERSION",
+    help="SuperOffice version it claims to be.",
+)
+@option(
+    "--synchronizer-version",
+    "demo_synchronizer_version",
+    default="3.2.284",
+    envvar="SETUP_TOOL_DEMO_SYNCHRONIZER_VERSION",
+    help="InfoBridge Synchronizer version it records.",
+)
+@option(
+    "--no-synchronizer",
+    "demo_no_synchronizer",
+    is_flag=True,
+    envvar="SETUP_TOOL_DEMO_NO_SYNCHRONIZER",
+    help="A database without a synchronizer.",
+)
 @option("--travel/--no-travel", default=False, help="Travel/EnableTravel on or off.")
 @option("--seed", type=int, default=2019, help="Random seed (same seed, same database).")
 @option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -634,18 +768,23 @@ def demo(path: Path, **o: Any) -> int:
 
     console = Console()
     options = DemoOptions(
-        appointments=o["appointments"], superoffice_version=o["demo_superoffice_version"],
+        appointments=o["appointments"],
+        superoffice_version=o["demo_superoffice_version"],
         synchronizer_version=None if o["demo_no_synchronizer"] else o["demo_synchronizer_version"],
-        travel=o["travel"], seed=o["seed"])
+        travel=o["travel"],
+        seed=o["seed"],
+    )
     progress = console.progress("Generating appointments")
     try:
         summary = build_demo_database(path, options, overwrite=o["overwrite"], progress=progress)
     finally:
         progress.close()
     console.say(f"Demo database written to {path}:")
-    console.say(f"  {summary.appointments:,} appointments, {summary.meetings:,} meetings, "
-                f"{summary.invite_meetings:,} with external participants "
-                f"({summary.invite_rows:,} rows, {summary.invite_rows_to_mark:,} to mark)")
+    console.say(
+        f"  {summary.appointments:,} appointments, {summary.meetings:,} meetings, "
+        f"{summary.invite_meetings:,} with external participants "
+        f"({summary.invite_rows:,} rows, {summary.invite_rows_to_mark:,} to mark)"
+    )
     console.say(f"Next: setup-tool upgrade --database-url sqlite:///{path}")
     return ExitCode.DONE
 

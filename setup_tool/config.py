@@ -36,22 +36,29 @@ def load_answer_file(path: Path, allowed: Mapping[str, str] | Iterable[str]) -> 
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"The answer file {path} cannot be read: {error}.") from None
     except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"The answer file {path} is not valid TOML: {error}.",
-                         "Each answer is a line like: table-prefix = \"crm7\"") from None
-    keys = dict(allowed) if isinstance(allowed, Mapping) else \
-        {name.replace("_", "-"): name for name in allowed}
+        raise UsageError(
+            f"The answer file {path} is not valid TOML: {error}.",
+            'Each answer is a line like: table-prefix = "crm7"',
+        ) from None
+    keys = (
+        dict(allowed)
+        if isinstance(allowed, Mapping)
+        else {name.replace("_", "-"): name for name in allowed}
+    )
     keys[PASSWORD_KEY] = PASSWORD_KEY.replace("-", "_")
     answers: dict[str, Any] = {}
     for key, value in _flatten(data):
         option = key.replace("_", "-").lower()
         if option not in keys:
             close = difflib.get_close_matches(option, sorted(keys), n=1)
-            hint = f"Did you mean '{close[0]}'?" if close else \
-                f"Valid keys: {', '.join(sorted(keys))}."
+            hint = (
+                f"Did you mean '{close[0]}'?"
+                if close
+                else f"Valid keys: {', '.join(sorted(keys))}."
+            )
             raise UsageError(f"Unknown key '{key}' in the answer file {path}.", hint)
         if keys[option] in answers:
-            raise UsageError(f"The answer file {path} gives '{option}' twice.",
-                             "Keep one of them.")
+            raise UsageError(f"The answer file {path} gives '{option}' twice.", "Keep one of them.")
         answers[keys[option]] = value
     return answers
 

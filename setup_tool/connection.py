@@ -209,8 +209,11 @@ def _url_from_database_url(
             "(?driver=...&Encrypt=yes), or use --server, --database and --user.",
         )
     # SQLite takes no password; a server URL without one takes the prompt's/environment's.
-    if url.password is None and settings.password is not None and \
-            url.get_backend_name() != "sqlite":
+    if (
+        url.password is None
+        and settings.password is not None
+        and url.get_backend_name() != "sqlite"
+    ):
         url = url.set(password=settings.password)
     if _needs_odbc_driver(url):
         url = _add_odbc_keywords(url, settings, installed_drivers)

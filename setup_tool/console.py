@@ -10,7 +10,7 @@ from typing import TextIO
 
 import click
 
-from setup_tool.logs import LOGGER
+from setup_tool.logs import FILE_ONLY, LOGGER
 
 
 def _wants_colour(stream: TextIO) -> bool:
@@ -33,7 +33,7 @@ class Console:
             click.secho(text, file=self.out, bold=True, color=_wants_colour(self.out))
 
     def warn(self, text: str) -> None:
-        LOGGER.warning(text)
+        LOGGER.warning(text, extra=FILE_ONLY)
         click.secho(text, file=self.err, fg="yellow", color=_wants_colour(self.err))
 
     def error(self, text: str) -> None:
@@ -59,8 +59,7 @@ class Progress:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate and total > done else 0.0
-        line = (f"{self.label}: {done:,}/{total:,} rows, {rate:,.0f} rows/s, "
-                f"ETA {eta:,.0f} s")
+        line = f"{self.label}: {done:,}/{total:,} rows, {rate:,.0f} rows/s, ETA {eta:,.0f} s"
         if self.live:
             click.echo(f"\r{line}   ", file=self.console.err, nl=False)
         if elapsed - self.logged >= self.LOG_EVERY_SECONDS or done >= total:

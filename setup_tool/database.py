@@ -60,16 +60,20 @@ def open_database(settings: ConnectionSettings, *, read_only: bool) -> Database:
 
 
 # Reads only: the dry run's promise is enforced here, not just intended.
-_READ = re.compile(r"^\s*(select|with|show|explain|pragma\s+[\w.]+(\s*\([^)]*\))?\s*;?\s*$)",
-                   re.IGNORECASE)
-_SESSION = re.compile(r"^\s*(set\s+|begin|commit|rollback|release\s+savepoint|savepoint)",
-                      re.IGNORECASE)
+_READ = re.compile(
+    r"^\s*(select|with|show|explain|pragma\s+[\w.]+(\s*\([^)]*\))?\s*;?\s*$)", re.IGNORECASE
+)
+_SESSION = re.compile(
+    r"^\s*(set\s+|begin|commit|rollback|release\s+savepoint|savepoint)", re.IGNORECASE
+)
 
 
 # Words that make any statement a write, wherever they stand (WITH ... DELETE, SELECT ... INTO).
 _WRITE_WORDS = re.compile(
     r"\b(insert|update|delete|merge|into|create|drop|alter|truncate|exec|execute|grant|revoke|"
-    r"call|do|copy|vacuum|reindex|attach|detach|replace|upsert)\b", re.IGNORECASE)
+    r"call|do|copy|vacuum|reindex|attach|detach|replace|upsert)\b",
+    re.IGNORECASE,
+)
 _STRING_LITERALS = re.compile(r"'(?:[^']|'')*'")
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, select
 
 from setup_tool.bookkeeping import Bookkeeping, installed_revision, runs
 from setup_tool.findings import (
@@ -119,8 +119,9 @@ def _superoffice_version_strings(
     dm = tables.databasemodel
     if dm is not None:
         for row_id, model_version in conn.execute(select(dm.c.DatabaseModel_id, dm.c.ModelVersion)):
-            strings.append(("DatabaseModel", f"row {row_id}: ModelVersion={model_version!r}",
-                            model_version))
+            strings.append(
+                ("DatabaseModel", f"row {row_id}: ModelVersion={model_version!r}", model_version)
+            )
     return strings
 
 
@@ -133,8 +134,12 @@ def detect_synchronizer(
     for row_id, owner, code, text in _synchronizer_product_rows(conn, tables):
         installed = True
         version = _try_sync_version(text)
-        evidence.append(Evidence("ProductVersion", f"row {row_id}: ownerName={owner!r}, "
-                                 f"codeName={code!r}, version={text!r}"))
+        evidence.append(
+            Evidence(
+                "ProductVersion",
+                f"row {row_id}: ownerName={owner!r}, codeName={code!r}, version={text!r}",
+            )
+        )
         versions += [version] if version else []
     for trace in probe.synchronizer_traces():
         installed = True
@@ -192,15 +197,22 @@ def _licensed(conn: Connection, tables: SuperOfficeTables, evidence: list[Eviden
     owners = {}
     if owner is not None:
         owners = dict(conn.execute(select(owner.c.moduleowner_id, owner.c.name)).all())
-    owner_of = dict(conn.execute(select(licence.c.modulelicense_id, licence.c.moduleowner_id)).all())
+    owner_of = dict(
+        conn.execute(select(licence.c.modulelicense_id, licence.c.moduleowner_id)).all()
+    )
     for licence_id, name in rows:
         # The module is named either in full or as <owner>.<module>.
         name = name or ""  # NULL where a real schema allows it
         full = f"{owners.get(owner_of[licence_id]) or ''}.{name}".lower()
         if name.lower() == EXCHANGE_SYNC_LICENCE or full == EXCHANGE_SYNC_LICENCE:
-            evidence.append(Evidence(
-                "ModuleLicense", f"row {licence_id}: licence module {EXCHANGE_SYNC_LICENCE} "
-                "(licensed for the InfoBridge Exchange synchronizer; licensed is not proof of use)"))
+            evidence.append(
+                Evidence(
+                    "ModuleLicense",
+                    f"row {licence_id}: licence module {EXCHANGE_SYNC_LICENCE} "
+                    "(licensed for the InfoBridge Exchange synchronizer; "
+                    "licensed is not proof of use)",
+                )
+            )
             return True
     return False
 
@@ -211,9 +223,13 @@ def detect_preference(conn: Connection, tables: SuperOfficeTables) -> Preference
     encoding = detect_encoding(own_bools or bool_values_in_use(conn, tables))
     evidence = [Evidence("UserPreference", row.describe()) for row in rows]
     if not rows:
-        evidence.append(Evidence("UserPreference", "no Mail/DiarySynchronizerActive row at any level"))
+        evidence.append(
+            Evidence("UserPreference", "no Mail/DiarySynchronizerActive row at any level")
+        )
     source = "its own rows" if own_bools else "the database's Bool preferences"
-    evidence.append(Evidence("UserPreference", f"Bool values written as {encoding.label} ({source})"))
+    evidence.append(
+        Evidence("UserPreference", f"Bool values written as {encoding.label} ({source})")
+    )
     return PreferenceFinding(
         rows=rows,
         system=system_rows(rows),
@@ -233,25 +249,33 @@ def detect_travel(conn: Connection, tables: SuperOfficeTables) -> TravelFinding:
     tc = tables.travelcurrent
     if tc is not None:
         for current_id, level in conn.execute(select(tc.c.current_id, tc.c.systemlevel)):
-            evidence.append(Evidence("travelcurrent", f"current_id={current_id}, "
-                                     f"systemlevel={level}"))
+            evidence.append(
+                Evidence("travelcurrent", f"current_id={current_id}, systemlevel={level}")
+            )
     return TravelFinding(enabled, evidence)
 
 
 def detect_history(conn: Connection, books: Bookkeeping) -> HistoryFinding:
     revision = installed_revision(conn, books.schema)
     if revision is None:
-        return HistoryFinding(None, [], None, None,
-                              [Evidence("setup_tool_run", "no earlier run of setup-tool")])
+        return HistoryFinding(
+            None, [], None, None, [Evidence("setup_tool_run", "no earlier run of setup-tool")]
+        )
     past = runs(conn, books)
     active = [r for r in past if r["mode"] == "upgrade" and r["undone_by_run_id"] is None]
     on_times = [r["preference_on_at"] for r in active if r["preference_on_at"] is not None]
-    evidence = [Evidence("setup_tool_run", f"{len(past)} earlier run(s), bookkeeping revision "
-                         f"{revision}")]
+    evidence = [
+        Evidence("setup_tool_run", f"{len(past)} earlier run(s), bookkeeping revision {revision}")
+    ]
     unfinished = _unfinished_marking(conn, books, active)
     if unfinished:
-        evidence.append(Evidence("setup_tool_step", f"marking step of run {unfinished.run_id} "
-                                 f"stopped after {unfinished.rows_changed} rows: it will resume"))
+        evidence.append(
+            Evidence(
+                "setup_tool_step",
+                f"marking step of run {unfinished.run_id} "
+                f"stopped after {unfinished.rows_changed} rows: it will resume",
+            )
+        )
     return HistoryFinding(revision, past, max(on_times, default=None), unfinished, evidence)
 
 
@@ -260,19 +284,31 @@ def _unfinished_marking(
 ) -> UnfinishedMarking | None:
     active_ids = [r["run_id"] for r in active_runs]
     step = books.step
-    row = conn.execute(
-        select(step)
-        .where(and_(step.c.step_key == "mark_invites", step.c.status != "completed",
-                    step.c.run_id.in_(active_ids), step.c.window_until.is_not(None)))
-        .order_by(step.c.step_row_id.desc())
-        .limit(1)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            select(step)
+            .where(
+                and_(
+                    step.c.step_key == "mark_invites",
+                    step.c.status != "completed",
+                    step.c.run_id.in_(active_ids),
+                    step.c.window_until.is_not(None),
+                )
+            )
+            .order_by(step.c.step_row_id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     return UnfinishedMarking(
-        step_row_id=row["step_row_id"], run_id=row["run_id"],
+        step_row_id=row["step_row_id"],
+        run_id=row["run_id"],
         window=MarkingWindow(row["window_from"], row["window_until"]),
-        checkpoint_key=row["checkpoint_key"], rows_changed=row["rows_changed"],
+        checkpoint_key=row["checkpoint_key"],
+        rows_changed=row["rows_changed"],
         batches_done=row["batches_done"],
     )
 
@@ -280,6 +316,8 @@ def _unfinished_marking(
 def _warnings(superoffice: SuperOfficeFinding, answers: OperatorAnswers) -> list[str]:
     warnings = []
     if answers.superoffice_version and len(superoffice.evidence) > 1:
-        warnings.append("The SuperOffice version was given by the operator; the database's own "
-                        "version rows are listed as evidence for comparison.")
+        warnings.append(
+            "The SuperOffice version was given by the operator; the database's own "
+            "version rows are listed as evidence for comparison."
+        )
     return warnings

@@ -74,10 +74,13 @@ class WindowsHostProbe:
                 display = values.get("DisplayName", "")
                 if "infobridge" in display.lower() and "synchron" in display.lower():
                     version = values.get("DisplayVersion") or None
-                    traces.append(HostTrace(
-                        "registry", rf"HKLM\{root}\{name}: {display} {version or ''}".rstrip(),
-                        version,
-                    ))
+                    traces.append(
+                        HostTrace(
+                            "registry",
+                            rf"HKLM\{root}\{name}: {display} {version or ''}".rstrip(),
+                            version,
+                        )
+                    )
         return traces
 
     def _services(self) -> list[HostTrace]:
@@ -85,10 +88,13 @@ class WindowsHostProbe:
         for name in self.registry.subkeys(SERVICES_KEY):
             values = self.registry.values(rf"{SERVICES_KEY}\{name}")
             if SERVICE_EXE in values.get("ImagePath", "").lower():
-                traces.append(HostTrace(
-                    "service", rf"service {name} ({values.get('DisplayName', name)}) runs "
-                    f"{values['ImagePath']}",
-                ))
+                traces.append(
+                    HostTrace(
+                        "service",
+                        rf"service {name} ({values.get('DisplayName', name)}) runs "
+                        f"{values['ImagePath']}",
+                    )
+                )
         return traces
 
     def _install_folder(self) -> list[HostTrace]:

@@ -19,8 +19,11 @@ class UnattendedInteraction:
     """Every answer comes from options, environment or the answer file; a gap is an error."""
 
     def answer_superoffice_version(self, findings: Findings) -> str | None:
-        raise BlockedError("The SuperOffice version is undetermined: the database does not say "
-                           "which 8.5 release this build is.", SUPPLY_VERSION)
+        raise BlockedError(
+            "The SuperOffice version is undetermined: the database does not say "
+            "which 8.5 release this build is.",
+            SUPPLY_VERSION,
+        )
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
         raise MissingAnswerError(
@@ -52,23 +55,33 @@ class WizardInteraction:
         self.assume_yes = assume_yes
 
     def answer_superoffice_version(self, findings: Findings) -> str | None:
-        self._show_evidence("SuperOffice version",
-                            [e.detail for e in findings.superoffice.evidence])
+        self._show_evidence(
+            "SuperOffice version", [e.detail for e in findings.superoffice.evidence]
+        )
         answer: str = click.prompt(
             "Which SuperOffice version is installed (for example 8.5 R10)? Leave empty to stop",
-            default="", show_default=False, err=True)
+            default="",
+            show_default=False,
+            err=True,
+        )
         return answer.strip() or None
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
-        self._show_evidence("InfoBridge Synchronizer", [e.detail for e in
-                                                        findings.synchronizer.evidence])
-        in_use = click.confirm("The database is licensed for the InfoBridge synchronizer. Is the "
-                               "on-premise synchronizer in use", default=True, err=True)
+        self._show_evidence(
+            "InfoBridge Synchronizer", [e.detail for e in findings.synchronizer.evidence]
+        )
+        in_use = click.confirm(
+            "The database is licensed for the InfoBridge synchronizer. Is the "
+            "on-premise synchronizer in use",
+            default=True,
+            err=True,
+        )
         if not in_use:
             return OperatorAnswers(no_synchronizer=True)
         while True:
-            version: str = click.prompt("Its version (for example 3.2.284), or 'unknown'",
-                                        default="unknown", err=True)
+            version: str = click.prompt(
+                "Its version (for example 3.2.284), or 'unknown'", default="unknown", err=True
+            )
             if version.strip().lower() == "unknown":
                 return OperatorAnswers(synchronizer_version="unknown")
             try:

@@ -12,6 +12,13 @@ LOGGER = logging.getLogger("setup_tool")
 # stderr: the console already shows every error once, in plain words.
 LOGGER.addHandler(logging.NullHandler())
 
+# For messages the console already shows in its own words: logged to the file, not echoed by -v.
+FILE_ONLY = {"file_only": True}
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "file_only", False)
+
 
 class SecretFilter(logging.Filter):
     """Defence in depth: even a message that should never hold the password is scrubbed."""
@@ -57,8 +64,10 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
         try:
             file_handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as error:
-            raise SetupToolError(f"Cannot write the log file {log_file}: {error.strerror}.",
-                                 "Choose another place with --log-file.") from None
+            raise SetupToolError(
+                f"Cannot write the log file {log_file}: {error.strerror}.",
+                "Choose another place with --log-file.",
+            ) from None
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
         file_handler.setLevel(logging.DEBUG)
         file_handler.addFilter(secret_filter)
@@ -68,4 +77,5 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
         console.setLevel(logging.DEBUG)
         console.setFormatter(_ConsoleFormatter("%(levelname)s %(message)s"))
         console.addFilter(secret_filter)
+        console.addFilter(_not_file_only)
         LOGGER.addHandler(console)

@@ -24,7 +24,7 @@ _FALSE = {"0", "false", "no"}
 
 
 def parse_bool(value: str | None) -> bool | None:
-    """SuperOffice Bool preferences appear as 1/0, True/False and Yes/No; None if it is not a Bool."""
+    """Bool preferences appear as 1/0, True/False and Yes/No; None if it is not a Bool."""
     if value is None:
         return None
     text = value.strip().lower()
@@ -113,8 +113,16 @@ def preference_rows(
     up = tables.userpreference
     query = (
         select(
-            up.c.userpreference_id, up.c.deflevel, up.c.maxlevel, up.c.owner_id, up.c.prefsection,
-            up.c.prefkey, up.c.prefvalue, up.c.registered, up.c.updated, up.c.updatedCount,
+            up.c.userpreference_id,
+            up.c.deflevel,
+            up.c.maxlevel,
+            up.c.owner_id,
+            up.c.prefsection,
+            up.c.prefkey,
+            up.c.prefvalue,
+            up.c.registered,
+            up.c.updated,
+            up.c.updatedCount,
         )
         .where(func.lower(up.c.prefsection) == section.lower())
         .where(func.lower(up.c.prefkey) == key.lower())

@@ -21,16 +21,20 @@ def _qualified(table: Table) -> str:
     return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
-def missing_rights(db: Database, conn: Connection, needs: list[Need],
-                   create_tables: bool) -> list[str]:
+def missing_rights(
+    db: Database, conn: Connection, needs: list[Need], create_tables: bool
+) -> list[str]:
     """The rights the login lacks, as 'UPDATE on crm7.appointment' phrases."""
     dialect = db.dialect_name
     if dialect == "sqlite":
         path = sqlite_path(db.url)
         writable = path is None or os.access(path, os.W_OK)
         return [] if writable else [f"write access to the file {path}"]
-    missing = [f"{right} on {_qualified(table)}" for table, right in needs
-               if not _has(conn, dialect, _qualified(table), right)]
+    missing = [
+        f"{right} on {_qualified(table)}"
+        for table, right in needs
+        if not _has(conn, dialect, _qualified(table), right)
+    ]
     if create_tables and not _can_create(conn, dialect, db.schema):
         where = f"schema {db.schema}" if db.schema else "the database"
         missing.append(f"CREATE TABLE in {where} (for setup-tool's own setup_tool_* tables)")
@@ -49,8 +53,10 @@ def _has(conn: Connection, dialect: str, table: str, right: str) -> bool:
 
 def _can_create(conn: Connection, dialect: str, schema: str | None) -> bool:
     if dialect == "postgresql":
-        query, params = "SELECT has_schema_privilege(:schema, 'CREATE')", \
-            {"schema": schema or "public"}
+        query, params = (
+            "SELECT has_schema_privilege(:schema, 'CREATE')",
+            {"schema": schema or "public"},
+        )
     elif dialect == "mssql":
         query, params = "SELECT HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE TABLE')", {}
     else:
@@ -58,8 +64,7 @@ def _can_create(conn: Connection, dialect: str, schema: str | None) -> bool:
     return bool(conn.execute(text(query), params).scalar())
 
 
-def require_rights(db: Database, conn: Connection, needs: list[Need],
-                   create_tables: bool) -> None:
+def require_rights(db: Database, conn: Connection, needs: list[Need], create_tables: bool) -> None:
     missing = missing_rights(db, conn, needs, create_tables)
     if missing:
         raise BlockedError(

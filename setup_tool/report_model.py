@@ -29,53 +29,79 @@ def findings_model(f: Findings) -> dict[str, Any]:
     last = hist.runs[0] if hist.runs else None
     return {
         "superoffice": {
-            "title": "SuperOffice version", "value": so.version.label() if so.version else None,
-            "status": so.status, "summary": _superoffice_summary(f), "evidence": _evidence(so.evidence),
+            "title": "SuperOffice version",
+            "value": so.version.label() if so.version else None,
+            "status": so.status,
+            "summary": _superoffice_summary(f),
+            "evidence": _evidence(so.evidence),
         },
         "synchronizer": {
-            "title": "InfoBridge Synchronizer (on-premise)", "in_use": sync.in_use,
-            "version": sync.version.label() if sync.version else None, "status": sync.status,
-            "summary": _synchronizer_summary(f), "evidence": _evidence(sync.evidence),
+            "title": "InfoBridge Synchronizer (on-premise)",
+            "in_use": sync.in_use,
+            "version": sync.version.label() if sync.version else None,
+            "status": sync.status,
+            "summary": _synchronizer_summary(f),
+            "evidence": _evidence(sync.evidence),
         },
         "preference": {
             "title": "Diary Synchronizer Active (Mail/DiarySynchronizerActive)",
-            "effective": pref.effective_label, "encoding": pref.encoding.label,
+            "effective": pref.effective_label,
+            "encoding": pref.encoding.label,
             "system_rows": [{"id": r.id, "value": r.value} for r in pref.system],
             "overrides": [_override(r) for r in pref.overrides],
             "summary": f"System-wide it is {pref.effective_label}; {len(pref.overrides_off)} "
-                       "database/group/individual row(s) switch it off.",
+            "database/group/individual row(s) switch it off.",
             "evidence": _evidence(pref.evidence),
         },
         "travel": {
-            "title": "Travel", "enabled": f.travel.enabled,
+            "title": "Travel",
+            "enabled": f.travel.enabled,
             "summary": "Travel is on: changes are written to the travel transaction log."
-            if f.travel.enabled else "Travel is off.",
+            if f.travel.enabled
+            else "Travel is off.",
             "evidence": _evidence(f.travel.evidence),
         },
         "invites": {
-            "title": "Invite appointments", "meetings": inv.meetings, "rows": inv.rows,
-            "to_mark": inv.to_mark, "already_marked": inv.already_marked,
+            "title": "Invite appointments",
+            "meetings": inv.meetings,
+            "rows": inv.rows,
+            "to_mark": inv.to_mark,
+            "already_marked": inv.already_marked,
             "other_warnings": inv.other_warnings,
-            "window": {"from": _stamp(inv.window.start) if inv.window else None,
-                       "until": _stamp(inv.window.until) if inv.window else None},
+            "window": {
+                "from": _stamp(inv.window.start) if inv.window else None,
+                "until": _stamp(inv.window.until) if inv.window else None,
+            },
             "summary": f"{inv.meetings} meetings with external participants ({inv.rows} rows); "
-                       f"{inv.to_mark} rows to mark, {inv.already_marked} already marked.",
+            f"{inv.to_mark} rows to mark, {inv.already_marked} already marked.",
             "evidence": _evidence(inv.evidence),
         },
         "history": {
-            "title": "Earlier runs of setup-tool", "runs": len(hist.runs),
-            "last_run": {"id": last["run_id"], "started_at": _stamp(last["started_at"]),
-                         "outcome": last["outcome"] or last["status"]} if last else None,
-            "summary": f"{len(hist.runs)} earlier run(s)." if hist.runs else
-            "setup-tool has not run on this database before.",
+            "title": "Earlier runs of setup-tool",
+            "runs": len(hist.runs),
+            "last_run": {
+                "id": last["run_id"],
+                "started_at": _stamp(last["started_at"]),
+                "outcome": last["outcome"] or last["status"],
+            }
+            if last
+            else None,
+            "summary": f"{len(hist.runs)} earlier run(s)."
+            if hist.runs
+            else "setup-tool has not run on this database before.",
             "evidence": _evidence(hist.evidence),
         },
     }
 
 
 def _override(row: PreferenceRow) -> dict[str, Any]:
-    return {"id": row.id, "level": row.deflevel, "owner_id": row.owner_id, "value": row.value,
-            "on": row.on is True}
+    return {
+        "id": row.id,
+        "level": row.deflevel,
+        "owner_id": row.owner_id,
+        "value": row.value,
+        "on": row.on is True,
+    }
 
 
 def _superoffice_summary(f: Findings) -> str:
@@ -101,9 +127,15 @@ def _synchronizer_summary(f: Findings) -> str:
 
 def step_model(step: StepPlan) -> dict[str, Any]:
     return {
-        "id": step.id, "title": step.title, "decision": step.decision, "reason": step.reason,
-        "rows": step.rows, "sample_ids": step.sample_ids, "sql": step.sql,
-        "warnings": step.warnings, "estimate_seconds": step.estimate_seconds,
+        "id": step.id,
+        "title": step.title,
+        "decision": step.decision,
+        "reason": step.reason,
+        "rows": step.rows,
+        "sample_ids": step.sample_ids,
+        "sql": step.sql,
+        "warnings": step.warnings,
+        "estimate_seconds": step.estimate_seconds,
         "duration_seconds": step.duration_seconds,
     }
 
@@ -112,8 +144,11 @@ def _summary_line(step: StepPlan, mode: str) -> str:
     will = "will" if mode == "dry-run" else "did"
     if step.decision == "change":
         verb = "changes" if mode == "dry-run" else "changed"
-        return f"{step.title}: {verb} {step.rows} row(s)." if mode != "dry-run" else \
-            f"{step.title}: {will} change {step.rows} row(s)."
+        return (
+            f"{step.title}: {verb} {step.rows} row(s)."
+            if mode != "dry-run"
+            else f"{step.title}: {will} change {step.rows} row(s)."
+        )
     return f"{step.title}: {step.reason}"
 
 
@@ -124,7 +159,10 @@ def _exit_meaning(result: UpgradeResult) -> str:
 
 
 def report_model(
-    result: UpgradeResult, db: Database, *, log_file: str | None = None,
+    result: UpgradeResult,
+    db: Database,
+    *,
+    log_file: str | None = None,
     report_file: str | None = None,
 ) -> dict[str, Any]:
     plan = result.plan
@@ -185,12 +223,25 @@ def history_model(runs: list[dict[str, Any]], db: Database) -> dict[str, Any]:
 
 def _run_model(run: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": run["run_id"], "started_at": _stamp(run["started_at"]),
-        "finished_at": _stamp(run["finished_at"]), "mode": run["mode"],
-        "outcome": run["outcome"], "exit_code": run["exit_code"],
-        "tool_version": run["tool_version"], "host": run["host"], "os_user": run["os_user"],
+        "id": run["run_id"],
+        "started_at": _stamp(run["started_at"]),
+        "finished_at": _stamp(run["finished_at"]),
+        "mode": run["mode"],
+        "outcome": run["outcome"],
+        "exit_code": run["exit_code"],
+        "tool_version": run["tool_version"],
+        "host": run["host"],
+        "os_user": run["os_user"],
         "superoffice_version": run["superoffice_version"],
-        "synchronizer_version": run["synchronizer_version"], "undone_by": run["undone_by_run_id"],
-        "steps": [{"id": s["step_key"], "decision": "change" if s["rows_changed"] else "done",
-                   "status": s["status"], "rows": s["rows_changed"]} for s in run["steps"]],
+        "synchronizer_version": run["synchronizer_version"],
+        "undone_by": run["undone_by_run_id"],
+        "steps": [
+            {
+                "id": s["step_key"],
+                "decision": "change" if s["rows_changed"] else "done",
+                "status": s["status"],
+                "rows": s["rows_changed"],
+            }
+            for s in run["steps"]
+        ],
     }

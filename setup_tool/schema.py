@@ -12,8 +12,8 @@ Either way, code addresses columns by their documented name: `tables.appointment
 from __future__ import annotations
 
 import re
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -187,8 +187,14 @@ def _table(
         if name.lower() in small_columns:
             type_ = SmallInteger  # as stored: a DBA's SMALLINT caps counters at 32767
         columns.append(
-            Column(physical, type_, key=name, primary_key=index == 0, nullable=nullable,
-                   autoincrement=False)
+            Column(
+                physical,
+                type_,
+                key=name,
+                primary_key=index == 0,
+                nullable=nullable,
+                autoincrement=False,
+            )
         )
     for name in OPTIONAL_COLUMNS.get(canonical, ()):
         if actual_columns and name.lower() in actual_columns:
@@ -250,7 +256,8 @@ def reflect_tables(conn: Connection, schema: str | None) -> SuperOfficeTables:
         raise NotSuperOfficeError(
             f"This does not look like a SuperOffice database: {where} has no "
             f"{', '.join(missing_tables)} table.",
-            "Check --database / --database-url and --table-prefix (SuperOffice uses crm7 by default).",
+            "Check --database / --database-url and --table-prefix "
+            "(SuperOffice uses crm7 by default).",
         )
     metadata = MetaData()
     tables: dict[str, Table | None] = {}
@@ -262,8 +269,11 @@ def reflect_tables(conn: Connection, schema: str | None) -> SuperOfficeTables:
             continue
         reflected = inspector.get_columns(actual, schema)
         columns = {c["name"].lower(): c["name"] for c in reflected}
-        small = frozenset(c["name"].lower() for c in reflected
-                          if isinstance(c["type"], SmallInteger) and c["name"].lower() == "updatedcount")
+        small = frozenset(
+            c["name"].lower()
+            for c in reflected
+            if isinstance(c["type"], SmallInteger) and c["name"].lower() == "updatedcount"
+        )
         absent = [name for name, _, _ in TABLE_SPECS[canonical] if name.lower() not in columns]
         if absent and canonical in REQUIRED_TABLES:
             missing_columns += [f"{canonical}.{name}" for name in absent]

@@ -30,8 +30,14 @@ def _log_table(tables: SuperOfficeTables):  # type: ignore[no-untyped-def]
 
 
 def log_changes_statement(
-    tables: SuperOfficeTables, record_ids: Select[tuple[int]], *, first_id: SqlValue, kind: int,
-    table_no: int, associate_id: int, now: SqlValue,
+    tables: SuperOfficeTables,
+    record_ids: Select[tuple[int]],
+    *,
+    first_id: SqlValue,
+    kind: int,
+    table_no: int,
+    associate_id: int,
+    now: SqlValue,
 ) -> Insert:
     """INSERT ... SELECT one log row per record id, numbered from first_id in record order."""
     log = _log_table(tables)
@@ -39,26 +45,53 @@ def log_changes_statement(
     record = ids.c[0]
     numbered = select(
         (sql_value(first_id) + func.row_number().over(order_by=record) - 1),
-        sql_value(now), literal(0), literal(kind), literal(associate_id), literal(table_no),
-        record, literal(MASS_OPERATION), literal(0),
+        sql_value(now),
+        literal(0),
+        literal(kind),
+        literal(associate_id),
+        literal(table_no),
+        record,
+        literal(MASS_OPERATION),
+        literal(0),
     )
-    columns = ["traveltransactionlog_id", "ttime", "prev_record_id", "type", "associate_id",
-               "tablenumber", "record_id", "flags", "application_id"]
+    columns = [
+        "traveltransactionlog_id",
+        "ttime",
+        "prev_record_id",
+        "type",
+        "associate_id",
+        "tablenumber",
+        "record_id",
+        "flags",
+        "application_id",
+    ]
     insert = log.insert().from_select([log.c[name] for name in columns], numbered)
     logged: Insert = insert.execution_options(preserve_rowcount=True)
     return logged
 
 
 def log_changes(
-    conn: Connection, tables: SuperOfficeTables, table_name: str, record_ids: Select[tuple[int]],
-    count: int, *, kind: int, associate_id: int, now: datetime,
+    conn: Connection,
+    tables: SuperOfficeTables,
+    table_name: str,
+    record_ids: Select[tuple[int]],
+    count: int,
+    *,
+    kind: int,
+    associate_id: int,
+    now: datetime,
 ) -> None:
     if count == 0:
         return
     first_id = reserve_ids(conn, tables, "traveltransactionlog", count)
     statement = log_changes_statement(
-        tables, record_ids, first_id=first_id, kind=kind,
-        table_no=table_number(conn, tables, table_name), associate_id=associate_id, now=now,
+        tables,
+        record_ids,
+        first_id=first_id,
+        kind=kind,
+        table_no=table_number(conn, tables, table_name),
+        associate_id=associate_id,
+        now=now,
     )
     inserted = conn.execute(statement).rowcount
     if inserted != count:

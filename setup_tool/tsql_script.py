@@ -20,10 +20,9 @@ from setup_tool import __version__
 from setup_tool.bookkeeping import Bookkeeping, bookkeeping_sql
 from setup_tool.database import Database
 from setup_tool.findings import MarkingWindow
-from setup_tool.steps import StepContext, StepPlan, UpgradeSettings
-from setup_tool.steps import mark_invites as marking
-from setup_tool.steps import preference
 from setup_tool.sequence import table_number
+from setup_tool.steps import StepContext, StepPlan, UpgradeSettings, preference
+from setup_tool.steps import mark_invites as marking
 from setup_tool.travel import INSERTED, UPDATED, log_changes_statement
 from setup_tool.upgrade import UpgradePlan
 
@@ -45,7 +44,9 @@ def _go(*parts: str) -> str:
 
 
 def tsql_script(
-    db: Database, plan: UpgradePlan, settings: UpgradeSettings,
+    db: Database,
+    plan: UpgradePlan,
+    settings: UpgradeSettings,
     table_numbers: dict[str, int] | None = None,
 ) -> str:
     """The script for `plan` (made by a dry run, read-only, against the same database).
@@ -55,8 +56,10 @@ def tsql_script(
     """
     if table_numbers is None:
         with db.engine.connect() as conn:
-            table_numbers = {name: table_number(conn, db.tables, name)
-                             for name in ("appointment", preference.TABLE_NAME)}
+            table_numbers = {
+                name: table_number(conn, db.tables, name)
+                for name in ("appointment", preference.TABLE_NAME)
+            }
     ctx = StepContext(db.tables, db.books, plan.findings, settings, DIALECT, plan.now)
     script = Script(ctx, db.books, table_numbers)
     parts = [script.header(db.display_url), _go("SET XACT_ABORT ON;")]
@@ -80,40 +83,58 @@ class Script:
     table_numbers: dict[str, int]
 
     def header(self, database: str) -> str:
-        return "\n".join([
-            f"-- setup-tool {__version__}: the upgrade as a T-SQL script (SQL Server).",
-            f"-- Database: {database}",
-            f"-- Generated: {self.ctx.now:%Y-%m-%d %H:%M:%S} UTC. Review it, then run it in SQL "
-            "Server Management Studio;",
-            "-- each GO ends a batch. Every appointment batch is its own transaction; if the "
-            "script stops,",
-            "-- run `setup-tool upgrade` to resume from the last committed batch. Undo with "
-            "`setup-tool undo`.",
-            "",
-        ])
+        return "\n".join(
+            [
+                f"-- setup-tool {__version__}: the upgrade as a T-SQL script (SQL Server).",
+                f"-- Database: {database}",
+                f"-- Generated: {self.ctx.now:%Y-%m-%d %H:%M:%S} UTC. Review it, then run it in "
+                "SQL Server Management Studio;",
+                "-- each GO ends a batch. Every appointment batch is its own transaction; if the "
+                "script stops,",
+                "-- run `setup-tool upgrade` to resume from the last committed batch. Undo with "
+                "`setup-tool undo`.",
+                "",
+            ]
+        )
 
     def _declare_run(self) -> list[str]:
         run = self.books.run
-        find = select(func.max(run.c.run_id)).where(run.c.status == "running",
-                                                    run.c.tool_version == RUN_MARK)
-        return ["DECLARE @run_id INT;", f"SET @run_id = ({sql(find)[:-1]});",
-                "DECLARE @now DATETIME;", "SET @now = GETUTCDATE();"]
+        find = select(func.max(run.c.run_id)).where(
+            run.c.status == "running", run.c.tool_version == RUN_MARK
+        )
+        return [
+            "DECLARE @run_id INT;",
+            f"SET @run_id = ({sql(find)[:-1]});",
+            "DECLARE @now DATETIME;",
+            "SET @now = GETUTCDATE();",
+        ]
 
     def start_run(self) -> str:
         f = self.ctx.findings
         insert = self.books.run.insert().values(
-            mode="upgrade", status="running", started_at=func.getutcdate(),
-            tool_version=RUN_MARK, host=func.host_name(), os_user=func.suser_sname(),
+            mode="upgrade",
+            status="running",
+            started_at=func.getutcdate(),
+            tool_version=RUN_MARK,
+            host=func.host_name(),
+            os_user=func.suser_sname(),
             acting_associate_id=self.ctx.settings.acting_associate_id,
             superoffice_version=f.superoffice.version.label() if f.superoffice.version else None,
-            synchronizer_version=f.synchronizer.version.label() if f.synchronizer.version
-            else None)
+            synchronizer_version=f.synchronizer.version.label() if f.synchronizer.version else None,
+        )
         return _go("-- The run record (setup-tool history lists it).", sql(insert.inline()))
 
     def _step_row(self, key: str, rows: int) -> list[str]:
         insert = self.books.step.insert().values(
-            run_id=var("run_id"), step_key=key, status="completed", rows_planned=rows,
-            rows_changed=rows, batches_done=1, started_at=var("now"), finished_at=var("now"))
+            run_id=var("run_id"),
+            step_key=key,
+            status="completed",
+            rows_planned=rows,
+            rows_changed=rows,
+            batches_done=1,
+            started_at=var("now"),
+            finished_at=var("now"),
+        )
         return ["DECLARE @step INT;", sql(insert.inline()), "SET @step = SCOPE_IDENTITY();"]
 
     def _travel(self, table: str, ids: Any, count: str, kind: int) -> list[str]:
@@ -121,60 +142,109 @@ class Script:
             return []
         seq = self.ctx.tables.sequence
         name = "traveltransactionlog"
-        reserve = update(seq).where(func.lower(seq.c.TableName) == name).values(
-            next_id=seq.c.next_id + var(count))
+        reserve = (
+            update(seq)
+            .where(func.lower(seq.c.TableName) == name)
+            .values(next_id=seq.c.next_id + var(count))
+        )
         first = select(seq.c.next_id - var(count)).where(func.lower(seq.c.TableName) == name)
         log = log_changes_statement(
-            self.ctx.tables, ids, first_id=var("first"), kind=kind,
-            table_no=self.table_numbers[table], associate_id=self.ctx.settings.acting_associate_id,
-            now=var("now"))
-        return ["-- Tell Travel: one traveltransactionlog row per changed record.", sql(reserve),
-                f"SET @first = ({sql(first)[:-1]});", sql(log)]
+            self.ctx.tables,
+            ids,
+            first_id=var("first"),
+            kind=kind,
+            table_no=self.table_numbers[table],
+            associate_id=self.ctx.settings.acting_associate_id,
+            now=var("now"),
+        )
+        return [
+            "-- Tell Travel: one traveltransactionlog row per changed record.",
+            sql(reserve),
+            f"SET @first = ({sql(first)[:-1]});",
+            sql(log),
+        ]
 
     def preference(self, step: StepPlan) -> str:
         if step.decision == "skip":
             return _go(f"-- {step.title}: skipped. {step.reason}")
-        lines = [f"-- {step.title}: {step.reason}", *self._declare_run(),
-                 "DECLARE @first INT;", "DECLARE @rows INT;", "BEGIN TRANSACTION;"]
+        lines = [
+            f"-- {step.title}: {step.reason}",
+            *self._declare_run(),
+            "DECLARE @first INT;",
+            "DECLARE @rows INT;",
+            "BEGIN TRANSACTION;",
+        ]
         if step.decision == "change":
             lines += self._step_row(preference.STEP_ID, step.rows)
-            lines += self._insert_preference() if not self.ctx.findings.preference.system \
+            lines += (
+                self._insert_preference()
+                if not self.ctx.findings.preference.system
                 else self._switch_on(step.sample_ids)
+            )
         run = self.books.run
-        lines += [sql(update(run).where(run.c.run_id == var("run_id"))
-                      .values(preference_on_at=var("now"))), "COMMIT TRANSACTION;"]
+        lines += [
+            sql(
+                update(run).where(run.c.run_id == var("run_id")).values(preference_on_at=var("now"))
+            ),
+            "COMMIT TRANSACTION;",
+        ]
         return _go(*lines)
 
     def overrides(self, step: StepPlan) -> str:
-        return _go(f"-- {step.title}: {step.reason}", *self._declare_run(),
-                   "DECLARE @first INT;", "DECLARE @rows INT;", "BEGIN TRANSACTION;",
-                   *self._step_row(preference.OVERRIDES_ID, step.rows),
-                   *self._switch_on(step.sample_ids), "COMMIT TRANSACTION;")
+        return _go(
+            f"-- {step.title}: {step.reason}",
+            *self._declare_run(),
+            "DECLARE @first INT;",
+            "DECLARE @rows INT;",
+            "BEGIN TRANSACTION;",
+            *self._step_row(preference.OVERRIDES_ID, step.rows),
+            *self._switch_on(step.sample_ids),
+            "COMMIT TRANSACTION;",
+        )
 
     def _insert_preference(self) -> list[str]:
-        seq, up, pv = self.ctx.tables.sequence, self.ctx.tables.userpreference, \
-            self.books.previous_value
+        seq, up, pv = (
+            self.ctx.tables.sequence,
+            self.ctx.tables.userpreference,
+            self.books.previous_value,
+        )
         name = preference.TABLE_NAME.lower()
-        reserve = update(seq).where(func.lower(seq.c.TableName) == name).values(
-            next_id=seq.c.next_id + 1)
+        reserve = (
+            update(seq).where(func.lower(seq.c.TableName) == name).values(next_id=seq.c.next_id + 1)
+        )
         new_id = select(seq.c.next_id - 1).where(func.lower(seq.c.TableName) == name)
-        record = pv.insert().values(step_row_id=var("step"), batch_no=1,
-                                    table_name=preference.TABLE_NAME, record_id=var("pref_id"),
-                                    inserted=1, new_updated_count=0)
+        record = pv.insert().values(
+            step_row_id=var("step"),
+            batch_no=1,
+            table_name=preference.TABLE_NAME,
+            record_id=var("pref_id"),
+            inserted=1,
+            new_updated_count=0,
+        )
         ids = select(up.c.userpreference_id).where(up.c.userpreference_id == var("pref_id"))
-        return ["DECLARE @pref_id INT;", sql(reserve), f"SET @pref_id = ({sql(new_id)[:-1]});",
-                sql(preference.insert_statement(self.ctx, var("pref_id"), var("now")).inline()),
-                sql(record.inline()), "SET @rows = 1;",
-                *self._travel("UserPreference", ids, "rows", INSERTED)]
+        return [
+            "DECLARE @pref_id INT;",
+            sql(reserve),
+            f"SET @pref_id = ({sql(new_id)[:-1]});",
+            sql(preference.insert_statement(self.ctx, var("pref_id"), var("now")).inline()),
+            sql(record.inline()),
+            "SET @rows = 1;",
+            *self._travel("UserPreference", ids, "rows", INSERTED),
+        ]
 
     def _switch_on(self, ids: list[int]) -> list[str]:
         up = self.ctx.tables.userpreference
         changed = select(up.c.userpreference_id).where(up.c.userpreference_id.in_(ids))
-        return [sql(preference.record_statement(self.books, self.ctx.tables, var("step"), ids,
-                                                var("now"))),
-                sql(preference.switch_on_statement(self.ctx, ids, var("now"))),
-                "SET @rows = @@ROWCOUNT;",
-                *self._travel("UserPreference", changed, "rows", UPDATED)]
+        return [
+            sql(
+                preference.record_statement(
+                    self.books, self.ctx.tables, var("step"), ids, var("now")
+                )
+            ),
+            sql(preference.switch_on_statement(self.ctx, ids, var("now"))),
+            "SET @rows = @@ROWCOUNT;",
+            *self._travel("UserPreference", changed, "rows", UPDATED),
+        ]
 
     def mark(self, window: MarkingWindow) -> str:
         tables, books, settings = self.ctx.tables, self.books, self.ctx.settings
@@ -182,27 +252,56 @@ class Script:
         step, lo, hi, batch = var("step"), var("lo"), var("hi"), var("batch")
         s, run = books.step, books.run
         open_step = s.insert().values(
-            run_id=var("run_id"), step_key=marking.STEP_ID, status="staging", rows_planned=0,
-            rows_changed=0, window_from=window.start, window_until=var("until"), batches_done=0,
-            started_at=var("now"))
+            run_id=var("run_id"),
+            step_key=marking.STEP_ID,
+            status="staging",
+            rows_planned=0,
+            rows_changed=0,
+            window_from=window.start,
+            window_until=var("until"),
+            batches_done=0,
+            started_at=var("now"),
+        )
         until = select(run.c.preference_on_at).where(run.c.run_id == var("run_id"))
         boundary = marking.next_boundary_statement(books, step, settings.batch_size, lo)
-        checkpoint = update(s).where(s.c.step_row_id == step).values(
-            checkpoint_key=hi, rows_changed=s.c.rows_changed + var("changed"),
-            batches_done=s.c.batches_done + 1)
+        checkpoint = (
+            update(s)
+            .where(s.c.step_row_id == step)
+            .values(
+                checkpoint_key=hi,
+                rows_changed=s.c.rows_changed + var("changed"),
+                batches_done=s.c.batches_done + 1,
+            )
+        )
         changed_ids = marking.recorded_ids(books, step, batch)
         loop = [
-            "WHILE 1 = 1", "BEGIN",
+            "WHILE 1 = 1",
+            "BEGIN",
             f"    SET @hi = ({sql(boundary)[:-1]});",
             "    IF @hi IS NULL BREAK;",
             "    SET @batch = @batch + 1;",
             "    BEGIN TRANSACTION;",
-            "    " + sql(marking.record_batch_statement(tables, books, window, step, lo, hi,
-                                                        batch, var("now"))),
+            "    "
+            + sql(
+                marking.record_batch_statement(
+                    tables, books, window, step, lo, hi, batch, var("now")
+                )
+            ),
             "    SET @recorded = @@ROWCOUNT;",
-            "    " + sql(marking.mark_batch_statement(tables, books, window, step, lo, hi, batch,
-                                                      settings.acting_associate_id,
-                                                      var("now"))),
+            "    "
+            + sql(
+                marking.mark_batch_statement(
+                    tables,
+                    books,
+                    window,
+                    step,
+                    lo,
+                    hi,
+                    batch,
+                    settings.acting_associate_id,
+                    var("now"),
+                )
+            ),
             "    SET @changed = @@ROWCOUNT;",
             "    IF @changed <> @recorded",
             "    BEGIN",
@@ -211,25 +310,38 @@ class Script:
             "Run setup-tool upgrade to resume.', 16, 1);",
             "        RETURN;",
             "    END;",
-            *("    " + line for line in self._travel("appointment", changed_ids, "changed",
-                                                    UPDATED)),
+            *(
+                "    " + line
+                for line in self._travel("appointment", changed_ids, "changed", UPDATED)
+            ),
             "    " + sql(checkpoint),
             "    COMMIT TRANSACTION;",
             "    SET @lo = @hi;",
             "END;",
         ]
-        finish = update(s).where(s.c.step_row_id == step).values(
-            status="completed", finished_at=func.getutcdate())
+        finish = (
+            update(s)
+            .where(s.c.step_row_id == step)
+            .values(status="completed", finished_at=func.getutcdate())
+        )
         candidates = books.candidate
         return _go(
             f"-- Mark pre-existing invite appointments, {settings.batch_size} candidates per "
             "batch (one transaction each).",
             *self._declare_run(),
-            "DECLARE @until DATETIME;", f"SET @until = ({sql(until)[:-1]});",
-            "DECLARE @step INT;", "DECLARE @lo INT;", "SET @lo = -2147483648;",
-            "DECLARE @hi INT;", "DECLARE @batch INT;", "SET @batch = 0;",
-            "DECLARE @recorded INT;", "DECLARE @changed INT;", "DECLARE @first INT;",
-            sql(open_step.inline()), "SET @step = SCOPE_IDENTITY();",
+            "DECLARE @until DATETIME;",
+            f"SET @until = ({sql(until)[:-1]});",
+            "DECLARE @step INT;",
+            "DECLARE @lo INT;",
+            "SET @lo = -2147483648;",
+            "DECLARE @hi INT;",
+            "DECLARE @batch INT;",
+            "SET @batch = 0;",
+            "DECLARE @recorded INT;",
+            "DECLARE @changed INT;",
+            "DECLARE @first INT;",
+            sql(open_step.inline()),
+            "SET @step = SCOPE_IDENTITY();",
             sql(marking.stage_candidates_statement(tables, books, step, window)),
             sql(update(s).where(s.c.step_row_id == step).values(status="marking")),
             *loop,
@@ -242,8 +354,14 @@ class Script:
 
         outcome, code = applied_outcome(plan, changed=plan.changes_pending)
         run = self.books.run
-        finish = update(run).where(run.c.run_id == var("run_id")).values(
-            status="completed", outcome=outcome, exit_code=int(code),
-            finished_at=func.getutcdate())
+        finish = (
+            update(run)
+            .where(run.c.run_id == var("run_id"))
+            .values(
+                status="completed",
+                outcome=outcome,
+                exit_code=int(code),
+                finished_at=func.getutcdate(),
+            )
+        )
         return _go("-- Done: record the outcome.", *self._declare_run(), sql(finish))
-

@@ -24,8 +24,16 @@ from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe
 from setup_tool.locking import run_lock
 from setup_tool.privileges import Need, require_rights
-from setup_tool.steps import ProgressCallback, StepContext, StepPlan, UpgradeSettings
-from setup_tool.steps import gate, mark_invites, preference, synchronizer_check
+from setup_tool.steps import (
+    ProgressCallback,
+    StepContext,
+    StepPlan,
+    UpgradeSettings,
+    gate,
+    mark_invites,
+    preference,
+    synchronizer_check,
+)
 
 
 class Interaction(Protocol):
@@ -89,7 +97,10 @@ OUTCOME_TEXT = {
 
 
 def plan_upgrade(
-    db: Database, answers: OperatorAnswers, settings: UpgradeSettings, probe: HostProbe,
+    db: Database,
+    answers: OperatorAnswers,
+    settings: UpgradeSettings,
+    probe: HostProbe,
     now: datetime | None = None,
 ) -> UpgradePlan:
     now = now or utc_now()
@@ -122,12 +133,16 @@ def _not_reached(findings: Findings) -> list[StepPlan]:
 def _context(
     db: Database, findings: Findings, settings: UpgradeSettings, now: datetime
 ) -> StepContext:
-    return StepContext(db.tables, db.books, findings, settings, db.engine.dialect, now,
-                       engine=db.engine)
+    return StepContext(
+        db.tables, db.books, findings, settings, db.engine.dialect, now, engine=db.engine
+    )
 
 
 def plan_with_answers(
-    db: Database, answers: OperatorAnswers, settings: UpgradeSettings, probe: HostProbe,
+    db: Database,
+    answers: OperatorAnswers,
+    settings: UpgradeSettings,
+    probe: HostProbe,
     interaction: Interaction,
 ) -> UpgradePlan:
     """Plan, asking the operator (or failing unattended) for what detection could not settle."""
@@ -141,8 +156,10 @@ def plan_with_answers(
         answered = interaction.answer_synchronizer(plan.findings)
         if answered is not None:
             answers = dataclasses.replace(
-                answers, synchronizer_version=answered.synchronizer_version,
-                no_synchronizer=answered.no_synchronizer)
+                answers,
+                synchronizer_version=answered.synchronizer_version,
+                no_synchronizer=answered.no_synchronizer,
+            )
             plan = plan_upgrade(db, answers, settings, probe)
     return plan
 
@@ -176,9 +193,16 @@ def exit_meaning(code: ExitCode) -> str:
 
 
 def run_upgrade(
-    db: Database, answers: OperatorAnswers, settings: UpgradeSettings, probe: HostProbe,
-    interaction: Interaction, *, dry_run: bool = False, detailed_exitcode: bool = False,
-    lock_timeout: float = 0.0, progress: ProgressCallback | None = None,
+    db: Database,
+    answers: OperatorAnswers,
+    settings: UpgradeSettings,
+    probe: HostProbe,
+    interaction: Interaction,
+    *,
+    dry_run: bool = False,
+    detailed_exitcode: bool = False,
+    lock_timeout: float = 0.0,
+    progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> UpgradeResult:
     if dry_run:
@@ -208,31 +232,42 @@ def _holder(db: Database) -> str | None:
 
 def _needs_a_run(plan: UpgradePlan) -> bool:
     """A run is recorded when something changes, or to note since when the preference is on."""
-    first_time_on = (plan.findings.synchronizer.in_use is True
-                     and plan.findings.history.last_preference_on_at is None)
+    first_time_on = (
+        plan.findings.synchronizer.in_use is True
+        and plan.findings.history.last_preference_on_at is None
+    )
     return plan.changes_pending or first_time_on
 
 
 def apply_plan(
-    db: Database, plan: UpgradePlan, settings: UpgradeSettings,
-    progress: ProgressCallback | None, should_stop: Callable[[], bool],
+    db: Database,
+    plan: UpgradePlan,
+    settings: UpgradeSettings,
+    progress: ProgressCallback | None,
+    should_stop: Callable[[], bool],
 ) -> UpgradeResult:
     started = time.perf_counter()
     now = utc_now()
     findings = _window_until(plan.findings, plan.now, now)
     with db.engine.connect() as conn:
-        require_rights(db, conn, _rights_needed(db, plan),
-                       create_tables=not findings.history.installed)
+        require_rights(
+            db, conn, _rights_needed(db, plan), create_tables=not findings.history.installed
+        )
     with db.engine.begin() as conn:
         install_bookkeeping(conn, db.schema)
         close_dead_runs(conn, db.books)
         sync = findings.synchronizer.version
         run_id = start_run(
-            conn, db.books, mode="upgrade", started_at=now,
+            conn,
+            db.books,
+            mode="upgrade",
+            started_at=now,
             acting_associate_id=settings.acting_associate_id,
             superoffice_version=findings.superoffice.version.label()
-            if findings.superoffice.version else None,
-            synchronizer_version=sync.label() if sync else None)
+            if findings.superoffice.version
+            else None,
+            synchronizer_version=sync.label() if sync else None,
+        )
     ctx = _context(db, findings, settings, now)
     ctx.run_id, ctx.progress, ctx.should_stop = run_id, progress, should_stop
     result = UpgradeResult(plan, "upgrade", "failed", ExitCode.FAILED, run_id)
@@ -255,16 +290,25 @@ def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:
     changing = {step.id for step in plan.steps if step.decision == "change"}
     needs: list[Need] = []
     if changing & {preference.STEP_ID, preference.OVERRIDES_ID}:
-        needs += [(tables.userpreference, "UPDATE"), (tables.userpreference, "INSERT"),
-                  (tables.sequence, "UPDATE")]
+        needs += [
+            (tables.userpreference, "UPDATE"),
+            (tables.userpreference, "INSERT"),
+            (tables.sequence, "UPDATE"),
+        ]
     if mark_invites.STEP_ID in changing:
         needs.append((tables.appointment, "UPDATE"))
     if changing and plan.findings.travel.enabled and tables.traveltransactionlog is not None:
         needs += [(tables.traveltransactionlog, "INSERT"), (tables.sequence, "UPDATE")]
     if plan.findings.history.installed:
-        needs += [(books.run, "INSERT"), (books.run, "UPDATE"), (books.step, "INSERT"),
-                  (books.step, "UPDATE"), (books.previous_value, "INSERT"),
-                  (books.candidate, "INSERT"), (books.candidate, "DELETE")]
+        needs += [
+            (books.run, "INSERT"),
+            (books.run, "UPDATE"),
+            (books.step, "INSERT"),
+            (books.step, "UPDATE"),
+            (books.previous_value, "INSERT"),
+            (books.candidate, "INSERT"),
+            (books.candidate, "DELETE"),
+        ]
     return needs
 
 
@@ -273,8 +317,7 @@ def _window_until(findings: Findings, planned_now: datetime, now: datetime) -> F
     window = findings.invites.window
     if window is None or window.until != planned_now:
         return findings
-    invites = dataclasses.replace(findings.invites,
-                                  window=dataclasses.replace(window, until=now))
+    invites = dataclasses.replace(findings.invites, window=dataclasses.replace(window, until=now))
     return dataclasses.replace(findings, invites=invites)
 
 
@@ -282,8 +325,9 @@ def _apply_steps(ctx: StepContext, steps: list[StepPlan]) -> bool:
     changed = False
     for step in steps:
         if step.id in (preference.STEP_ID, preference.OVERRIDES_ID):
-            if step.decision == "change" or step.id == preference.STEP_ID and \
-                    ctx.findings.synchronizer.in_use:
+            if step.decision == "change" or (
+                step.id == preference.STEP_ID and ctx.findings.synchronizer.in_use
+            ):
                 preference.apply(ctx, step)
         elif step.id == mark_invites.STEP_ID and step.decision == "change":
             mark_invites.apply(ctx, step)
@@ -295,8 +339,16 @@ def _finish(db: Database, run_id: int, outcome: str, code: ExitCode) -> None:
     # A fresh transaction: the failed one is gone, the record of what happened must not be.
     try:
         with db.engine.begin() as conn:
-            finish_run(conn, db.books, run_id, status="completed" if code in
-                       (ExitCode.DONE, ExitCode.ACTION_REQUIRED) else outcome,
-                       outcome=outcome, exit_code=int(code), finished_at=utc_now())
+            finish_run(
+                conn,
+                db.books,
+                run_id,
+                status="completed"
+                if code in (ExitCode.DONE, ExitCode.ACTION_REQUIRED)
+                else outcome,
+                outcome=outcome,
+                exit_code=int(code),
+                finished_at=utc_now(),
+            )
     except Exception:  # the connection may be what failed; the original error matters more
         pass

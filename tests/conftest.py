@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from postgres_fixture import *  # noqa: F403
+
 from setup_tool.demo import DemoOptions, build_demo_database
 
 # Every demo in the tests is generated as of this moment, so counts never drift with the clock.

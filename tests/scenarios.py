@@ -44,46 +44,88 @@ def parse_ts(text: str) -> datetime:
 
 
 def appointment(
-    appointment_id: int, mother_id: int = 0, associate_id: int = 1, invited: int = 0, *,
-    registered: datetime = BASE, warning: int | None = 0, updated: datetime = NEVER,
-    updated_by: int = 0, count: int = 0,
+    appointment_id: int,
+    mother_id: int = 0,
+    associate_id: int = 1,
+    invited: int = 0,
+    *,
+    registered: datetime = BASE,
+    warning: int | None = 0,
+    updated: datetime = NEVER,
+    updated_by: int = 0,
+    count: int = 0,
 ) -> Row:
     """One appointment row; an external participant is associate_id=0 with invited set."""
     return {
-        "appointment_id": appointment_id, "contact_id": 0, "person_id": invited,
-        "associate_id": associate_id, "registered": registered, "registered_associate_id": 1,
-        "updated": updated, "updated_associate_id": updated_by, "updatedCount": count,
-        "type": 1 if associate_id else 6, "status": 1 if associate_id else 5,
-        "mother_id": mother_id, "invitedPersonId": invited, "emailId": invited and 9000 + invited,
-        "activeDate": registered + timedelta(days=3), "do_by": registered + timedelta(days=3),
-        "endDate": registered + timedelta(days=3, hours=1), "cautionWarning": warning,
+        "appointment_id": appointment_id,
+        "contact_id": 0,
+        "person_id": invited,
+        "associate_id": associate_id,
+        "registered": registered,
+        "registered_associate_id": 1,
+        "updated": updated,
+        "updated_associate_id": updated_by,
+        "updatedCount": count,
+        "type": 1 if associate_id else 6,
+        "status": 1 if associate_id else 5,
+        "mother_id": mother_id,
+        "invitedPersonId": invited,
+        "emailId": invited and 9000 + invited,
+        "activeDate": registered + timedelta(days=3),
+        "do_by": registered + timedelta(days=3),
+        "endDate": registered + timedelta(days=3, hours=1),
+        "cautionWarning": warning,
         "mother_associate_id": 1 if mother_id else 0,
     }
 
 
 def preference(
-    pref_id: int, level: int, value: str | None, owner: int = 0, *,
-    section: str = "Mail", key: str = "DiarySynchronizerActive", maxlevel: int = 5,
-    registered: datetime = BASE - timedelta(days=400), updated: datetime = NEVER, count: int = 0,
+    pref_id: int,
+    level: int,
+    value: str | None,
+    owner: int = 0,
+    *,
+    section: str = "Mail",
+    key: str = "DiarySynchronizerActive",
+    maxlevel: int = 5,
+    registered: datetime = BASE - timedelta(days=400),
+    updated: datetime = NEVER,
+    count: int = 0,
 ) -> Row:
     return {
-        "userpreference_id": pref_id, "deflevel": level, "maxlevel": maxlevel, "owner_id": owner,
-        "prefsection": section, "prefkey": key, "prefvalue": value, "registered": registered,
-        "registered_associate_id": 0, "updated": updated, "updated_associate_id": 0,
+        "userpreference_id": pref_id,
+        "deflevel": level,
+        "maxlevel": maxlevel,
+        "owner_id": owner,
+        "prefsection": section,
+        "prefkey": key,
+        "prefvalue": value,
+        "registered": registered,
+        "registered_associate_id": 0,
+        "updated": updated,
+        "updated_associate_id": 0,
         "updatedCount": count,
     }
 
 
 def travel_preference(pref_id: int, on: bool) -> Row:
-    return preference(pref_id, 2, "1" if on else "0", section="Travel", key="EnableTravel",
-                      maxlevel=2)
+    return preference(
+        pref_id, 2, "1" if on else "0", section="Travel", key="EnableTravel", maxlevel=2
+    )
 
 
 def product_version(row_id: int, owner: str, code: str, version: str) -> Row:
     return {
-        "ProductVersion_id": row_id, "ownerName": owner, "codeName": code, "version": version,
-        "comment": None, "updatePath": None, "registered": BASE - timedelta(days=100),
-        "registered_associate_id": 0, "updated": NEVER, "updated_associate_id": 0,
+        "ProductVersion_id": row_id,
+        "ownerName": owner,
+        "codeName": code,
+        "version": version,
+        "comment": None,
+        "updatePath": None,
+        "registered": BASE - timedelta(days=100),
+        "registered_associate_id": 0,
+        "updated": NEVER,
+        "updated_associate_id": 0,
         "updatedCount": 0,
     }
 
@@ -99,7 +141,8 @@ class Scenario:
     appointments: list[Row] = field(default_factory=list)
     preferences: list[Row] = field(default_factory=list)
     product_versions: list[Row] = field(
-        default_factory=lambda: [SUPEROFFICE_8_5_R10, SYNCHRONIZER_3_2_284])
+        default_factory=lambda: [SUPEROFFICE_8_5_R10, SYNCHRONIZER_3_2_284]
+    )
     model_versions: list[str] = field(default_factory=list)
     licences: list[str] = field(default_factory=list)  # ModuleLicense names (owner SuperOffice)
     travel_log: list[Row] = field(default_factory=list)
@@ -114,16 +157,33 @@ class Scenario:
                     (tables.appointment, self.appointments),
                     (tables.userpreference, self.preferences),
                     (tables.productversion, self.product_versions),
-                    (tables.databasemodel, [
-                        {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": None}
-                        for i, v in enumerate(self.model_versions)]),
-                    (tables.moduleowner, [
-                        {"moduleowner_id": 1, "name": "SuperOffice", "description": None}]),
-                    (tables.modulelicense, [
-                        {"modulelicense_id": i + 1, "moduleowner_id": 1, "name": n,
-                         "description": None} for i, n in enumerate(self.licences)]),
-                    (tables.travelcurrent, [
-                        {"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}]),
+                    (
+                        tables.databasemodel,
+                        [
+                            {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": None}
+                            for i, v in enumerate(self.model_versions)
+                        ],
+                    ),
+                    (
+                        tables.moduleowner,
+                        [{"moduleowner_id": 1, "name": "SuperOffice", "description": None}],
+                    ),
+                    (
+                        tables.modulelicense,
+                        [
+                            {
+                                "modulelicense_id": i + 1,
+                                "moduleowner_id": 1,
+                                "name": n,
+                                "description": None,
+                            }
+                            for i, n in enumerate(self.licences)
+                        ],
+                    ),
+                    (
+                        tables.travelcurrent,
+                        [{"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}],
+                    ),
                     (tables.traveltransactionlog, self.travel_log),
                 ]:
                     assert table is not None
@@ -139,13 +199,23 @@ class Scenario:
             "appointment": max((r["appointment_id"] for r in self.appointments), default=0),
             "UserPreference": max((r["userpreference_id"] for r in self.preferences), default=0),
             "traveltransactionlog": max(
-                (r["traveltransactionlog_id"] for r in self.travel_log), default=0),
+                (r["traveltransactionlog_id"] for r in self.travel_log), default=0
+            ),
         }
-        names = ["appointment", "UserPreference", "traveltransactionlog", "ProductVersion",
-                 "sequence"]
+        names = [
+            "appointment",
+            "UserPreference",
+            "traveltransactionlog",
+            "ProductVersion",
+            "sequence",
+        ]
         return [
-            {"id": i + 1, "TableName": name, "TableNumber": TABLE_NUMBERS[name],
-             "next_id": self.next_ids.get(name, highest.get(name, 0) + 17)}
+            {
+                "id": i + 1,
+                "TableName": name,
+                "TableNumber": TABLE_NUMBERS[name],
+                "next_id": self.next_ids.get(name, highest.get(name, 0) + 17),
+            }
             for i, name in enumerate(names)
         ]
 
@@ -171,35 +241,48 @@ class FakeProbe:
 
 
 def plan(
-    path: Path, answers: OperatorAnswers | None = None, settings: UpgradeSettings | None = None,
+    path: Path,
+    answers: OperatorAnswers | None = None,
+    settings: UpgradeSettings | None = None,
     probe: HostProbe | None = None,
 ) -> UpgradePlan:
     db = open_db(path, read_only=True)
     try:
-        return plan_upgrade(db, answers or OperatorAnswers(), settings or UpgradeSettings(),
-                            probe or NoHostProbe())
+        return plan_upgrade(
+            db, answers or OperatorAnswers(), settings or UpgradeSettings(), probe or NoHostProbe()
+        )
     finally:
         db.dispose()
 
 
-def findings(path: Path, answers: OperatorAnswers | None = None,
-             probe: HostProbe | None = None) -> Findings:
+def findings(
+    path: Path, answers: OperatorAnswers | None = None, probe: HostProbe | None = None
+) -> Findings:
     return plan(path, answers, probe=probe).findings
 
 
 def upgrade(
-    path: Path, answers: OperatorAnswers | None = None, *, probe: HostProbe | None = None,
+    path: Path,
+    answers: OperatorAnswers | None = None,
+    *,
+    probe: HostProbe | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    on_open: Callable[[Database], None] | None = None, **settings: Any,
+    on_open: Callable[[Database], None] | None = None,
+    **settings: Any,
 ) -> UpgradeResult:
     """A real unattended upgrade run; `settings` are UpgradeSettings fields."""
     db = open_db(path)
     try:
         if on_open is not None:
             on_open(db)
-        return run_upgrade(db, answers or OperatorAnswers(), UpgradeSettings(**settings),
-                           probe or NoHostProbe(), UnattendedInteraction(),
-                           should_stop=should_stop)
+        return run_upgrade(
+            db,
+            answers or OperatorAnswers(),
+            UpgradeSettings(**settings),
+            probe or NoHostProbe(),
+            UnattendedInteraction(),
+            should_stop=should_stop,
+        )
     finally:
         db.dispose()
 
@@ -240,8 +323,12 @@ def insert(path: Path, table: str, rows: list[Row]) -> None:
         conn.close()
 
 
-PRIMARY_KEYS = {"appointment": "appointment_id", "UserPreference": "userpreference_id",
-                "sequence": "id", "traveltransactionlog": "traveltransactionlog_id"}
+PRIMARY_KEYS = {
+    "appointment": "appointment_id",
+    "UserPreference": "userpreference_id",
+    "sequence": "id",
+    "traveltransactionlog": "traveltransactionlog_id",
+}
 
 
 def dump(path: Path, table: str) -> list[Row]:
@@ -258,8 +345,9 @@ def next_id(path: Path, table_name: str) -> int:
 
 
 def tables_named(path: Path, prefix: str) -> list[str]:
-    rows = query(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?",
-                 [prefix + "%"])
+    rows = query(
+        path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?", [prefix + "%"]
+    )
     return sorted(r["name"] for r in rows)
 
 
@@ -275,21 +363,24 @@ def run_time(path: Path, run_id: int | None) -> str:
     return str(row["started_at"])
 
 
-def invite_rows_to_mark(
-    appointments: list[Row], until: str, start: str | None = None
-) -> set[int]:
+def invite_rows_to_mark(appointments: list[Row], until: str, start: str | None = None) -> set[int]:
     """What the spec says must be marked, worked out in Python from a plain dump.
 
     Rows of a meeting (mother_id <> 0) with at least one external participant row
     (associate_id = 0, invitedPersonId <> 0), registered in [start, until), warning 0 or NULL.
     """
-    invite_meetings = {r["mother_id"] for r in appointments
-                       if r["mother_id"] != 0 and r["associate_id"] == 0
-                       and r["invitedPersonId"] != 0}
+    invite_meetings = {
+        r["mother_id"]
+        for r in appointments
+        if r["mother_id"] != 0 and r["associate_id"] == 0 and r["invitedPersonId"] != 0
+    }
     return {
-        r["appointment_id"] for r in appointments
-        if r["mother_id"] in invite_meetings and r["cautionWarning"] in (0, None)
-        and r["registered"] < until and (start is None or r["registered"] >= start)
+        r["appointment_id"]
+        for r in appointments
+        if r["mother_id"] in invite_meetings
+        and r["cautionWarning"] in (0, None)
+        and r["registered"] < until
+        and (start is None or r["registered"] >= start)
     }
 
 
@@ -297,8 +388,13 @@ def normalised(rows: list[Row], run_times: Iterable[str]) -> list[Row]:
     """Rows with the tool's run times replaced by a placeholder, to compare runs made at
     different seconds."""
     times = set(run_times)
-    return [{k: ("<run time>" if k in ("updated", "registered", "ttime") and v in times else v)
-             for k, v in row.items()} for row in rows]
+    return [
+        {
+            k: ("<run time>" if k in ("updated", "registered", "ttime") and v in times else v)
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
 
 
 def all_run_times(path: Path) -> list[str]:
@@ -307,23 +403,32 @@ def all_run_times(path: Path) -> list[str]:
 
 def final_state(path: Path) -> dict[str, Any]:
     times = all_run_times(path)
-    pv = query(path, "SELECT table_name, record_id, inserted, caution_warning, prefvalue, "
-               "updated, updated_associate_id, updated_count, new_updated_count "
-               "FROM setup_tool_previous_value ORDER BY table_name, record_id")
+    pv = query(
+        path,
+        "SELECT table_name, record_id, inserted, caution_warning, prefvalue, "
+        "updated, updated_associate_id, updated_count, new_updated_count "
+        "FROM setup_tool_previous_value ORDER BY table_name, record_id",
+    )
     return {
         "appointment": normalised(dump(path, "appointment"), times),
         "UserPreference": normalised(dump(path, "UserPreference"), times),
         "sequence": dump(path, "sequence"),
         "traveltransactionlog": normalised(
-            [{k: v for k, v in r.items() if k != "traveltransactionlog_id"}
-             for r in dump(path, "traveltransactionlog")], times),
+            [
+                {k: v for k, v in r.items() if k != "traveltransactionlog_id"}
+                for r in dump(path, "traveltransactionlog")
+            ],
+            times,
+        ),
         "previous_value": pv,
     }
 
 
 def whole_database(path: Path) -> dict[str, list[Row]]:
-    return {t: dump(path, t) for t in ("appointment", "UserPreference", "sequence",
-                                       "traveltransactionlog")}
+    return {
+        t: dump(path, t)
+        for t in ("appointment", "UserPreference", "sequence", "traveltransactionlog")
+    }
 
 
 def backdate_run(path: Path, run_id: int, to: datetime) -> None:
@@ -341,6 +446,8 @@ def backdate_run(path: Path, run_id: int, to: datetime) -> None:
 
 
 def invite_meeting(master_id: int, registered: datetime, person: int, **kw: Any) -> list[Row]:
-    return [appointment(master_id, master_id, 1, registered=registered, **kw),
-            appointment(master_id + 1, master_id, 2, registered=registered),
-            appointment(master_id + 2, master_id, 0, invited=person, registered=registered)]
+    return [
+        appointment(master_id, master_id, 1, registered=registered, **kw),
+        appointment(master_id + 1, master_id, 2, registered=registered),
+        appointment(master_id + 2, master_id, 0, invited=person, registered=registered),
+    ]

@@ -24,16 +24,32 @@ def dba_script(schema: str) -> list[str]:
     """CREATE statements as a DBA writes them: unquoted, so PostgreSQL stores them lower-case."""
     lower = MetaData()
     for table in canonical_metadata().tables.values():
-        Table(table.name.lower(), lower,
-              *[Column(c.name.lower(), c.type, primary_key=c.primary_key, nullable=c.nullable,
-                       autoincrement=False) for c in table.columns],
-              schema=schema)
+        Table(
+            table.name.lower(),
+            lower,
+            *[
+                Column(
+                    c.name.lower(),
+                    c.type,
+                    primary_key=c.primary_key,
+                    nullable=c.nullable,
+                    autoincrement=False,
+                )
+                for c in table.columns
+            ],
+            schema=schema,
+        )
     appointment = lower.tables[f"{schema}.appointment"]
     preference = lower.tables[f"{schema}.userpreference"]
     indexes = [
         Index("ix_appointment_mother_id", appointment.c.mother_id),
-        Index("ix_userpreference_lookup", preference.c.prefsection, preference.c.prefkey,
-              preference.c.deflevel, preference.c.owner_id),
+        Index(
+            "ix_userpreference_lookup",
+            preference.c.prefsection,
+            preference.c.prefkey,
+            preference.c.deflevel,
+            preference.c.owner_id,
+        ),
     ]
     dialect = postgresql.dialect()
     ddl = [f"CREATE SCHEMA {schema}"]
@@ -79,8 +95,7 @@ class TargetDatabase:
 
     def snapshot(self, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
         """Full contents of SuperOffice tables, ordered by primary key (for equality checks)."""
-        return {name: self.query(f"SELECT * FROM {self.table(name)} ORDER BY 1")
-                for name in tables}
+        return {name: self.query(f"SELECT * FROM {self.table(name)} ORDER BY 1") for name in tables}
 
 
 def sqlite_target(path: Path, options: DemoOptions) -> TargetDatabase:
@@ -129,8 +144,9 @@ def drop_mssql_schema(url: str, schema: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            tables = conn.execute(text(
-                "SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID(:s)"), {"s": schema})
+            tables = conn.execute(
+                text("SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID(:s)"), {"s": schema}
+            )
             for (name,) in list(tables):
                 conn.execute(text(f"DROP TABLE {schema}.[{name}]"))
             conn.execute(text(f"DROP SCHEMA {schema}"))

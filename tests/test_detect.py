@@ -42,12 +42,14 @@ def details(evidence: list) -> str:  # type: ignore[type-arg]
 
 
 def test_superoffice_newest_parseable_product_version_wins(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[
-        product_version(1, "SuperOffice", "CRM", "8.1 R03"),
-        product_version(2, "SuperOffice", "CRM", "SuperOffice G8 8.5 R17"),
-        product_version(3, "SuperOffice", "CRM", "8.5 R10"),
-        product_version(4, "SuperOffice", "CRM", "next week's build"),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[
+            product_version(1, "SuperOffice", "CRM", "8.1 R03"),
+            product_version(2, "SuperOffice", "CRM", "SuperOffice G8 8.5 R17"),
+            product_version(3, "SuperOffice", "CRM", "8.5 R10"),
+            product_version(4, "SuperOffice", "CRM", "next week's build"),
+        ]
+    ).build(tmp_path / "crm.db")
 
     found = findings(path).superoffice
 
@@ -58,14 +60,17 @@ def test_superoffice_newest_parseable_product_version_wins(tmp_path: Path) -> No
     assert "row 1:" in text and "version='8.1 R03' -> 8.1 R03" in text
     assert "row 2:" in text and "-> 8.5 R17" in text
     unreadable = [e.detail for e in found.evidence if "row 4:" in e.detail]
-    assert unreadable == ["row 4: ownerName='SuperOffice', codeName='CRM', "
-                          "version=\"next week's build\" -> not a version string this tool can "
-                          "read"]
+    assert unreadable == [
+        "row 4: ownerName='SuperOffice', codeName='CRM', "
+        'version="next week\'s build" -> not a version string this tool can '
+        "read"
+    ]
 
 
 def test_superoffice_from_database_model_only(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[SYNCHRONIZER_3_2_284],
-                    model_versions=["10.2.6.1269"]).build(tmp_path / "crm.db")
+    path = Scenario(product_versions=[SYNCHRONIZER_3_2_284], model_versions=["10.2.6.1269"]).build(
+        tmp_path / "crm.db"
+    )
 
     found = findings(path).superoffice
 
@@ -76,8 +81,9 @@ def test_superoffice_from_database_model_only(tmp_path: Path) -> None:
 
 
 def test_superoffice_operator_answer_overrides_the_database(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[product_version(1, "SuperOffice", "CRM", "8.1 R03")]
-                    ).build(tmp_path / "crm.db")
+    path = Scenario(product_versions=[product_version(1, "SuperOffice", "CRM", "8.1 R03")]).build(
+        tmp_path / "crm.db"
+    )
     assert findings(path).superoffice.status == "too_old"
 
     found = findings(path, OperatorAnswers(superoffice_version="8.5 R12"))
@@ -95,8 +101,9 @@ def test_superoffice_operator_answer_overrides_the_database(tmp_path: Path) -> N
 def test_superoffice_8_5_build_only_is_undetermined_until_a_known_builds_file_says(
     tmp_path: Path,
 ) -> None:
-    path = Scenario(product_versions=[product_version(1, "SuperOffice", "CRM", "8.5.7346.1605")]
-                    ).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[product_version(1, "SuperOffice", "CRM", "8.5.7346.1605")]
+    ).build(tmp_path / "crm.db")
 
     found = findings(path).superoffice
     assert found.status == "undetermined"
@@ -112,8 +119,9 @@ def test_superoffice_8_5_build_only_is_undetermined_until_a_known_builds_file_sa
 
     too_old = tmp_path / "old.toml"
     too_old.write_text('[builds]\n"8.5.7346.1605" = 9\n', encoding="utf-8")
-    assert findings(path, OperatorAnswers(known_builds_file=too_old)).superoffice.status == \
-        "too_old"
+    assert (
+        findings(path, OperatorAnswers(known_builds_file=too_old)).superoffice.status == "too_old"
+    )
 
 
 def test_superoffice_without_any_version_row(tmp_path: Path) -> None:
@@ -129,9 +137,12 @@ def test_superoffice_without_any_version_row(tmp_path: Path) -> None:
 
 
 def test_synchronizer_from_product_version(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[
-        SUPEROFFICE_8_5_R10, product_version(2, "InfoBridge", "Synchronizer", "3.2.292"),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[
+            SUPEROFFICE_8_5_R10,
+            product_version(2, "InfoBridge", "Synchronizer", "3.2.292"),
+        ]
+    ).build(tmp_path / "crm.db")
 
     sync = findings(path).synchronizer
 
@@ -142,25 +153,32 @@ def test_synchronizer_from_product_version(tmp_path: Path) -> None:
     assert sync.licensed is False
 
 
-@pytest.mark.parametrize(("owner", "code"), [("InfoBridge", "Mail Archive"),
-                                             ("Contoso", "Synchronizer")])
+@pytest.mark.parametrize(
+    ("owner", "code"), [("InfoBridge", "Mail Archive"), ("Contoso", "Synchronizer")]
+)
 def test_other_products_are_not_the_infobridge_synchronizer(
     tmp_path: Path, owner: str, code: str
 ) -> None:
-    path = Scenario(product_versions=[
-        SUPEROFFICE_8_5_R10, product_version(2, owner, code, "3.2.292"),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[
+            SUPEROFFICE_8_5_R10,
+            product_version(2, owner, code, "3.2.292"),
+        ]
+    ).build(tmp_path / "crm.db")
 
     assert findings(path).synchronizer.in_use is False
 
 
 def test_synchronizer_from_host_traces(tmp_path: Path) -> None:
     path = Scenario(product_versions=[SUPEROFFICE_8_5_R10]).build(tmp_path / "crm.db")
-    probe = FakeProbe([
-        HostTrace("registry", r"HKLM\...\Uninstall\{X}: InfoBridge Synchronizer 3.2.314",
-                  "3.2.314"),
-        HostTrace("service", "service IBSync runs InfoBridge.Synchronizer.Service.exe"),
-    ])
+    probe = FakeProbe(
+        [
+            HostTrace(
+                "registry", r"HKLM\...\Uninstall\{X}: InfoBridge Synchronizer 3.2.314", "3.2.314"
+            ),
+            HostTrace("service", "service IBSync runs InfoBridge.Synchronizer.Service.exe"),
+        ]
+    )
 
     sync = findings(path, probe=probe).synchronizer
 
@@ -175,8 +193,12 @@ def test_synchronizer_from_host_traces(tmp_path: Path) -> None:
 
 def test_synchronizer_newest_of_database_and_host(tmp_path: Path) -> None:
     path = Scenario().build(tmp_path / "crm.db")  # ProductVersion says 3.2.284
-    probe = FakeProbe([HostTrace("registry", "InfoBridge Synchronizer 3.2.283", "3.2.283"),
-                       HostTrace("registry", "InfoBridge Synchronizer 3.2.300", "3.2.300")])
+    probe = FakeProbe(
+        [
+            HostTrace("registry", "InfoBridge Synchronizer 3.2.283", "3.2.283"),
+            HostTrace("registry", "InfoBridge Synchronizer 3.2.300", "3.2.300"),
+        ]
+    )
 
     sync = findings(path, probe=probe).synchronizer
 
@@ -185,9 +207,10 @@ def test_synchronizer_newest_of_database_and_host(tmp_path: Path) -> None:
 
 
 def test_licence_only_leaves_the_question_open(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10],
-                    licences=["superoffice.web", "superoffice.exchange-sync"]
-                    ).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[SUPEROFFICE_8_5_R10],
+        licences=["superoffice.web", "superoffice.exchange-sync"],
+    ).build(tmp_path / "crm.db")
 
     sync = findings(path).synchronizer
 
@@ -200,15 +223,17 @@ def test_licence_only_leaves_the_question_open(tmp_path: Path) -> None:
 
 def test_licence_named_as_owner_dot_module(tmp_path: Path) -> None:
     # ModuleOwner 'SuperOffice' + ModuleLicense 'exchange-sync' = superoffice.exchange-sync.
-    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10],
-                    licences=["exchange-sync"]).build(tmp_path / "crm.db")
+    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10], licences=["exchange-sync"]).build(
+        tmp_path / "crm.db"
+    )
 
     assert findings(path).synchronizer.status == "licensed_only"
 
 
 def test_nothing_says_synchronizer(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10],
-                    licences=["superoffice.web"]).build(tmp_path / "crm.db")
+    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10], licences=["superoffice.web"]).build(
+        tmp_path / "crm.db"
+    )
 
     sync = findings(path, probe=NoHostProbe("switched off")).synchronizer
 
@@ -239,8 +264,9 @@ def test_operator_synchronizer_version(tmp_path: Path) -> None:
 
 
 def test_operator_synchronizer_unknown(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10],
-                    licences=["superoffice.exchange-sync"]).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[SUPEROFFICE_8_5_R10], licences=["superoffice.exchange-sync"]
+    ).build(tmp_path / "crm.db")
 
     sync = findings(path, OperatorAnswers(synchronizer_version="unknown")).synchronizer
 
@@ -259,7 +285,7 @@ class DictRegistry:
 
     def subkeys(self, path: str) -> list[str]:
         prefix = path + "\\"
-        return sorted({k[len(prefix):].split("\\")[0] for k in self.keys if k.startswith(prefix)})
+        return sorted({k[len(prefix) :].split("\\")[0] for k in self.keys if k.startswith(prefix)})
 
     def values(self, path: str) -> dict[str, str]:
         return dict(self.keys.get(path, {}))
@@ -268,15 +294,25 @@ class DictRegistry:
 def test_windows_probe_reads_uninstall_entries_services_and_folder() -> None:
     uninstall, wow = UNINSTALL_KEYS
     exe = rf"{INSTALL_FOLDER}\InfoBridge.Synchronizer.Service.exe"
-    registry = DictRegistry({
-        rf"{uninstall}\{{A1}}": {"DisplayName": "Microsoft Office", "DisplayVersion": "16.0"},
-        rf"{uninstall}\{{B2}}": {"DisplayName": "InfoBridge Outlook Add-in", "DisplayVersion": "9"},
-        rf"{wow}\{{C3}}": {"DisplayName": "InfoBridge Synchronizer", "DisplayVersion": "3.2.290"},
-        rf"{SERVICES_KEY}\IBSync1": {"DisplayName": "InfoBridge Synchronizer Service",
-                                     "ImagePath": f'"{exe}" -rank 1'},
-        rf"{SERVICES_KEY}\IBSync2": {"ImagePath": f'"{exe.upper()}" -rank 2'},
-        rf"{SERVICES_KEY}\Spooler": {"ImagePath": r"C:\Windows\System32\spoolsv.exe"},
-    })
+    registry = DictRegistry(
+        {
+            rf"{uninstall}\{{A1}}": {"DisplayName": "Microsoft Office", "DisplayVersion": "16.0"},
+            rf"{uninstall}\{{B2}}": {
+                "DisplayName": "InfoBridge Outlook Add-in",
+                "DisplayVersion": "9",
+            },
+            rf"{wow}\{{C3}}": {
+                "DisplayName": "InfoBridge Synchronizer",
+                "DisplayVersion": "3.2.290",
+            },
+            rf"{SERVICES_KEY}\IBSync1": {
+                "DisplayName": "InfoBridge Synchronizer Service",
+                "ImagePath": f'"{exe}" -rank 1',
+            },
+            rf"{SERVICES_KEY}\IBSync2": {"ImagePath": f'"{exe.upper()}" -rank 2'},
+            rf"{SERVICES_KEY}\Spooler": {"ImagePath": r"C:\Windows\System32\spoolsv.exe"},
+        }
+    )
     probe = WindowsHostProbe(registry, lambda folder: folder == str(INSTALL_FOLDER))
 
     traces = probe.synchronizer_traces()
@@ -290,22 +326,35 @@ def test_windows_probe_reads_uninstall_entries_services_and_folder() -> None:
 
 
 def test_windows_probe_on_a_clean_machine_finds_nothing(tmp_path: Path) -> None:
-    probe = WindowsHostProbe(DictRegistry({
-        rf"{UNINSTALL_KEYS[0]}\{{A1}}": {"DisplayName": "Synchronizer for something else"},
-        rf"{SERVICES_KEY}\Spooler": {"ImagePath": r"C:\Windows\System32\spoolsv.exe"},
-    }), lambda folder: False)
+    probe = WindowsHostProbe(
+        DictRegistry(
+            {
+                rf"{UNINSTALL_KEYS[0]}\{{A1}}": {"DisplayName": "Synchronizer for something else"},
+                rf"{SERVICES_KEY}\Spooler": {"ImagePath": r"C:\Windows\System32\spoolsv.exe"},
+            }
+        ),
+        lambda folder: False,
+    )
     assert probe.synchronizer_traces() == []
 
     path = Scenario(product_versions=[SUPEROFFICE_8_5_R10]).build(tmp_path / "crm.db")
     sync = findings(path, probe=probe).synchronizer
     assert sync.in_use is False
-    assert "registry, services and install folder of this machine: no synchronizer found" in \
-        details(sync.evidence)
+    assert (
+        "registry, services and install folder of this machine: no synchronizer found"
+        in details(sync.evidence)
+    )
 
 
 def test_windows_probe_feeds_detection(tmp_path: Path) -> None:
-    registry = DictRegistry({rf"{UNINSTALL_KEYS[0]}\IB": {
-        "DisplayName": "InfoBridge Exchange Online Synchronizer", "DisplayVersion": "3.2.283"}})
+    registry = DictRegistry(
+        {
+            rf"{UNINSTALL_KEYS[0]}\IB": {
+                "DisplayName": "InfoBridge Exchange Online Synchronizer",
+                "DisplayVersion": "3.2.283",
+            }
+        }
+    )
     path = Scenario(product_versions=[SUPEROFFICE_8_5_R10]).build(tmp_path / "crm.db")
 
     sync = findings(path, probe=WindowsHostProbe(registry, lambda folder: False)).synchronizer
@@ -318,15 +367,17 @@ def test_windows_probe_feeds_detection(tmp_path: Path) -> None:
 
 
 def test_preference_rows_at_every_level(tmp_path: Path) -> None:
-    path = Scenario(preferences=[
-        preference(1, 1, "0"),
-        preference(2, 2, "1"),
-        preference(3, 3, "0"),
-        preference(4, 4, "1", owner=2),
-        preference(5, 5, "0", owner=7),
-        preference(6, 5, "1", owner=8),
-        preference(7, 2, "0", section="Mail", key="SomethingElse"),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        preferences=[
+            preference(1, 1, "0"),
+            preference(2, 2, "1"),
+            preference(3, 3, "0"),
+            preference(4, 4, "1", owner=2),
+            preference(5, 5, "0", owner=7),
+            preference(6, 5, "1", owner=8),
+            preference(7, 2, "0", section="Mail", key="SomethingElse"),
+        ]
+    ).build(tmp_path / "crm.db")
 
     pref = findings(path).preference
 
@@ -336,8 +387,10 @@ def test_preference_rows_at_every_level(tmp_path: Path) -> None:
     assert [r.id for r in pref.overrides_off] == [3, 5]
     assert pref.effective is True and pref.effective_label == "on"
     assert pref.rows[4].level_name == "individual" and pref.rows[4].owner_id == 7
-    assert "UserPreference row 5: Mail/DiarySynchronizerActive = '0' (individual level 5, " \
-           "owner 7)" in details(pref.evidence)
+    assert (
+        "UserPreference row 5: Mail/DiarySynchronizerActive = '0' (individual level 5, "
+        "owner 7)" in details(pref.evidence)
+    )
 
 
 def test_preference_effective_value_sources(tmp_path: Path) -> None:
@@ -355,9 +408,9 @@ def test_preference_effective_value_sources(tmp_path: Path) -> None:
 
 
 def test_preference_names_are_matched_case_insensitively(tmp_path: Path) -> None:
-    path = Scenario(preferences=[preference(3, 2, "1", section="MAIL",
-                                            key="diarysynchronizeractive")]
-                    ).build(tmp_path / "crm.db")
+    path = Scenario(
+        preferences=[preference(3, 2, "1", section="MAIL", key="diarysynchronizeractive")]
+    ).build(tmp_path / "crm.db")
 
     assert findings(path).preference.effective is True
 
@@ -379,28 +432,39 @@ def test_bool_encoding(
     tmp_path: Path, own: list[str], others: list[str], expected: tuple[str, str], source: str
 ) -> None:
     rows = [preference(i + 1, 5, value, owner=i + 1) for i, value in enumerate(own)]
-    rows += [preference(100 + i, 2, value, section="Diary", key=f"Setting{i}")
-             for i, value in enumerate(others)]
+    rows += [
+        preference(100 + i, 2, value, section="Diary", key=f"Setting{i}")
+        for i, value in enumerate(others)
+    ]
     path = Scenario(preferences=rows).build(tmp_path / "crm.db")
 
     pref = findings(path).preference
 
     assert (pref.encoding.on, pref.encoding.off) == expected
-    assert f"Bool values written as {expected[0]}/{expected[1]} ({source})" in \
-        details(pref.evidence)
+    assert f"Bool values written as {expected[0]}/{expected[1]} ({source})" in details(
+        pref.evidence
+    )
 
 
 # --- Travel -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rows", "enabled"), [
-    ([travel_preference(1, True)], True),
-    ([travel_preference(1, False)], False),
-    ([preference(1, 1, "Yes", section="Travel", key="EnableTravel"),
-      preference(2, 2, "No", section="Travel", key="EnableTravel")], False),
-    ([preference(1, 1, "1", section="Travel", key="EnableTravel")], True),
-    ([], False),
-])
+@pytest.mark.parametrize(
+    ("rows", "enabled"),
+    [
+        ([travel_preference(1, True)], True),
+        ([travel_preference(1, False)], False),
+        (
+            [
+                preference(1, 1, "Yes", section="Travel", key="EnableTravel"),
+                preference(2, 2, "No", section="Travel", key="EnableTravel"),
+            ],
+            False,
+        ),
+        ([preference(1, 1, "1", section="Travel", key="EnableTravel")], True),
+        ([], False),
+    ],
+)
 def test_travel(tmp_path: Path, rows: list[dict], enabled: bool) -> None:  # type: ignore[type-arg]
     path = Scenario(preferences=rows).build(tmp_path / "crm.db")
 
@@ -417,13 +481,18 @@ def test_travel(tmp_path: Path, rows: list[dict], enabled: bool) -> None:  # typ
 
 
 def test_invite_counts(tmp_path: Path) -> None:
-    path = Scenario(appointments=[
-        appointment(10, 10, 1), appointment(11, 10, 0, invited=5, warning=1),  # invite meeting
-        appointment(12, 10, 2, warning=3),
-        appointment(20, 20, 1, warning=None), appointment(21, 20, 0, invited=6),  # invite meeting
-        appointment(30, 30, 1), appointment(31, 30, 2),  # internal only
-        appointment(40, 0, 0, invited=7),  # plain
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        appointments=[
+            appointment(10, 10, 1),
+            appointment(11, 10, 0, invited=5, warning=1),  # invite meeting
+            appointment(12, 10, 2, warning=3),
+            appointment(20, 20, 1, warning=None),
+            appointment(21, 20, 0, invited=6),  # invite meeting
+            appointment(30, 30, 1),
+            appointment(31, 30, 2),  # internal only
+            appointment(40, 0, 0, invited=7),  # plain
+        ]
+    ).build(tmp_path / "crm.db")
 
     invites = findings(path).invites
 
@@ -438,28 +507,36 @@ def test_invite_counts(tmp_path: Path) -> None:
 
 def allow_nulls(path: Path, table: str) -> None:
     """Recreate `table` with every column nullable, as some real schemas have it."""
-    (row,) = query(path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                   [table])
-    execute(path, f'ALTER TABLE "{table}" RENAME TO old_table',
-            row["sql"].replace("NOT NULL", ""),
-            f'INSERT INTO "{table}" SELECT * FROM old_table', "DROP TABLE old_table")
+    (row,) = query(path, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [table])
+    execute(
+        path,
+        f'ALTER TABLE "{table}" RENAME TO old_table',
+        row["sql"].replace("NOT NULL", ""),
+        f'INSERT INTO "{table}" SELECT * FROM old_table',
+        "DROP TABLE old_table",
+    )
 
 
 def test_null_version_and_licence_names_are_evidence_not_a_crash(tmp_path: Path) -> None:
-    path = Scenario(product_versions=[SUPEROFFICE_8_5_R10], model_versions=["8.5 R10"],
-                    licences=["superoffice.web", "superoffice.exchange-sync"]
-                    ).build(tmp_path / "crm.db")
+    path = Scenario(
+        product_versions=[SUPEROFFICE_8_5_R10],
+        model_versions=["8.5 R10"],
+        licences=["superoffice.web", "superoffice.exchange-sync"],
+    ).build(tmp_path / "crm.db")
     for table in ("ProductVersion", "DatabaseModel", "ModuleLicense"):
         allow_nulls(path, table)
-    execute(path,
-            "UPDATE ProductVersion SET version = NULL",
-            "UPDATE DatabaseModel SET ModelVersion = NULL",
-            "UPDATE ModuleLicense SET name = NULL WHERE modulelicense_id = 1")
+    execute(
+        path,
+        "UPDATE ProductVersion SET version = NULL",
+        "UPDATE DatabaseModel SET ModelVersion = NULL",
+        "UPDATE ModuleLicense SET name = NULL WHERE modulelicense_id = 1",
+    )
 
     found = findings(path)
 
     assert found.superoffice.version is None and found.superoffice.status == "undetermined"
-    assert "version=None -> not a version string this tool can read" in \
-        details(found.superoffice.evidence)
+    assert "version=None -> not a version string this tool can read" in details(
+        found.superoffice.evidence
+    )
     assert "ModelVersion=None -> not a version string" in details(found.superoffice.evidence)
     assert found.synchronizer.status == "licensed_only"

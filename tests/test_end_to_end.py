@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine
-
 from conftest import DEMO_NOW
+from sqlalchemy import create_engine
+from superoffice_databases import TargetDatabase
+
 from setup_tool.cli import cli
 from setup_tool.connection import ConnectionSettings
 from setup_tool.database import open_database
@@ -21,7 +22,6 @@ from setup_tool.interaction import UnattendedInteraction
 from setup_tool.locking import run_lock
 from setup_tool.steps import UpgradeSettings
 from setup_tool.upgrade import run_upgrade
-from superoffice_databases import TargetDatabase
 
 SUPEROFFICE_TABLES = ("appointment", "userpreference", "sequence", "traveltransactionlog")
 
@@ -35,15 +35,25 @@ def invite_rows_to_mark(t: TargetDatabase) -> set[int]:
         "AND (a.cautionWarning = 0 OR a.cautionWarning IS NULL) AND a.registered < :now "
         f"AND EXISTS (SELECT 1 FROM {p} x WHERE x.mother_id = a.mother_id "
         "AND x.associate_id = 0 AND x.invitedPersonId <> 0)",
-        now=DEMO_NOW)
+        now=DEMO_NOW,
+    )
     return {row[0] for row in rows}
 
 
 def cli_run(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
-    result = CliRunner().invoke(cli, [
-        *args, *t.connection_args(), "--unattended", "--log-file", str(tmp_path / "run.log"),
-        "--report", str(report)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            *args,
+            *t.connection_args(),
+            "--unattended",
+            "--log-file",
+            str(tmp_path / "run.log"),
+            "--report",
+            str(report),
+        ],
+    )
     assert "Traceback" not in result.output
     return result.exit_code, json.loads(report.read_text()) if report.exists() else {}
 
@@ -61,8 +71,12 @@ def test_upgrade_marks_exactly_the_invite_rows_and_then_has_nothing_to_do(
 ) -> None:
     t = make_target()
     expected = invite_rows_to_mark(t)
-    before = {r[0]: r[1:] for r in t.query(
-        f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}")}
+    before = {
+        r[0]: r[1:]
+        for r in t.query(
+            f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}"
+        )
+    }
 
     code, dry = upgrade(t, tmp_path, "--dry-run")
     assert code == 0 and dry["outcome"] == "changes_pending"
@@ -71,14 +85,20 @@ def test_upgrade_marks_exactly_the_invite_rows_and_then_has_nothing_to_do(
     assert rows_by_step(real) == rows_by_step(dry)
     assert rows_by_step(real)["mark_invites"] == len(expected) > 0
 
-    after = {r[0]: r[1:] for r in t.query(
-        f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}")}
+    after = {
+        r[0]: r[1:]
+        for r in t.query(
+            f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}"
+        )
+    }
     changed = {i for i in before if before[i] != after[i]}
     assert changed == expected
     for i in expected:
         assert after[i] == (1, min(before[i][1] + 1, 65535))
-    on = t.query(f"SELECT prefvalue FROM {t.table('userpreference')} WHERE deflevel = 2 "
-                 "AND owner_id = 0 AND prefkey = 'DiarySynchronizerActive'")
+    on = t.query(
+        f"SELECT prefvalue FROM {t.table('userpreference')} WHERE deflevel = 2 "
+        "AND owner_id = 0 AND prefkey = 'DiarySynchronizerActive'"
+    )
     assert on == [("1",)]
 
     code, again = upgrade(t, tmp_path)
@@ -93,43 +113,65 @@ def test_undo_restores_every_row_exactly_and_tells_travel(make_target: Any, tmp_
     [(old_rows,)] = t.query(f"SELECT COALESCE(MAX(traveltransactionlog_id), 0) FROM {log}")
     code, report = upgrade(t, tmp_path)
     assert code == 0
-    logged = t.query(f"SELECT type, COUNT(*) FROM {log} WHERE traveltransactionlog_id > :old "
-                     "GROUP BY type ORDER BY type", old=old_rows)
-    assert dict(logged) == {4352: 1, 4608: rows_by_step(report)["mark_invites"]
-                            + rows_by_step(report)["overrides"]}
+    logged = t.query(
+        f"SELECT type, COUNT(*) FROM {log} WHERE traveltransactionlog_id > :old "
+        "GROUP BY type ORDER BY type",
+        old=old_rows,
+    )
+    assert dict(logged) == {
+        4352: 1,
+        4608: rows_by_step(report)["mark_invites"] + rows_by_step(report)["overrides"],
+    }
 
-    result = CliRunner().invoke(cli, ["undo", *t.connection_args(), "--unattended",
-                                      "--log-file", str(tmp_path / "undo.log")])
+    result = CliRunner().invoke(
+        cli,
+        ["undo", *t.connection_args(), "--unattended", "--log-file", str(tmp_path / "undo.log")],
+    )
     assert result.exit_code == 0, result.output
     assert t.snapshot("appointment", "userpreference") == before
-    deleted = t.query(f"SELECT COUNT(*) FROM {log} WHERE type = 4864 "
-                      "AND traveltransactionlog_id > :old", old=old_rows)
+    deleted = t.query(
+        f"SELECT COUNT(*) FROM {log} WHERE type = 4864 AND traveltransactionlog_id > :old",
+        old=old_rows,
+    )
     assert deleted == [(1,)]
 
 
 def test_interrupted_marking_resumes_from_its_checkpoint(make_target: Any, tmp_path: Path) -> None:
     t = make_target()
     expected = invite_rows_to_mark(t)
-    db = open_database(ConnectionSettings(database_url=t.url, table_prefix=t.prefix),
-                       read_only=False)
+    db = open_database(
+        ConnectionSettings(database_url=t.url, table_prefix=t.prefix), read_only=False
+    )
     batches = iter(range(1000))
     try:
         with pytest.raises(InterruptedRun):
-            run_upgrade(db, OperatorAnswers(), UpgradeSettings(batch_size=10, fix_overrides=True),
-                        NoHostProbe(), UnattendedInteraction(),
-                        should_stop=lambda: next(batches) >= 2)
+            run_upgrade(
+                db,
+                OperatorAnswers(),
+                UpgradeSettings(batch_size=10, fix_overrides=True),
+                NoHostProbe(),
+                UnattendedInteraction(),
+                should_stop=lambda: next(batches) >= 2,
+            )
     finally:
         db.dispose()
-    marked_so_far = t.query(f"SELECT COUNT(*) FROM {t.table('appointment')} "
-                            "WHERE cautionWarning = 1")
-    assert 0 < len(expected)
+    marked_so_far = t.query(
+        f"SELECT COUNT(*) FROM {t.table('appointment')} WHERE cautionWarning = 1"
+    )
+    assert len(expected) > 0
     code, report = upgrade(t, tmp_path)
     assert code == 0
-    marked = {r[0] for r in t.query(
-        f"SELECT record_id FROM {t.table('setup_tool_previous_value')} "
-        "WHERE table_name = 'appointment'")}
-    recorded = t.query(f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
-                       "WHERE table_name = 'appointment'")
+    marked = {
+        r[0]
+        for r in t.query(
+            f"SELECT record_id FROM {t.table('setup_tool_previous_value')} "
+            "WHERE table_name = 'appointment'"
+        )
+    }
+    recorded = t.query(
+        f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
+        "WHERE table_name = 'appointment'"
+    )
     assert marked == expected and recorded == [(len(expected),)]
     assert rows_by_step(report)["mark_invites"] == len(expected) - 30
     assert marked_so_far[0][0] > 0
@@ -141,8 +183,9 @@ def test_dry_run_changes_nothing_at_all(make_target: Any, tmp_path: Path) -> Non
     before = t.snapshot(*tables)
     raw = Path(t.url.removeprefix("sqlite:///")).read_bytes() if t.kind == "sqlite" else None
     for fmt in ("json", "html"):
-        result = CliRunner().invoke(cli, ["upgrade", "--dry-run", *t.connection_args(),
-                                          "--format", fmt])
+        result = CliRunner().invoke(
+            cli, ["upgrade", "--dry-run", *t.connection_args(), "--format", fmt]
+        )
         assert result.exit_code == 0, result.output
     assert t.snapshot(*tables) == before
     if raw is not None:
@@ -151,8 +194,9 @@ def test_dry_run_changes_nothing_at_all(make_target: Any, tmp_path: Path) -> Non
     with engine.connect() as conn:
         from sqlalchemy import inspect
 
-        assert not [n for n in inspect(conn).get_table_names(schema=t.prefix)
-                    if n.startswith("setup_tool")]
+        assert not [
+            n for n in inspect(conn).get_table_names(schema=t.prefix) if n.startswith("setup_tool")
+        ]
     engine.dispose()
 
 
@@ -162,8 +206,16 @@ def test_a_second_run_is_told_who_holds_the_lock(make_target: Any, tmp_path: Pat
     try:
         with run_lock(engine, describe_holder=lambda: "run 7 by tester"):
             code, _ = upgrade(t, tmp_path)
-            result = CliRunner().invoke(cli, ["upgrade", *t.connection_args(), "--unattended",
-                                              "--log-file", str(tmp_path / "busy.log")])
+            result = CliRunner().invoke(
+                cli,
+                [
+                    "upgrade",
+                    *t.connection_args(),
+                    "--unattended",
+                    "--log-file",
+                    str(tmp_path / "busy.log"),
+                ],
+            )
     finally:
         engine.dispose()
     assert code == 5
@@ -183,5 +235,6 @@ def test_a_smallint_updated_count_is_capped_where_the_column_ends(
     t.execute(f"UPDATE {a} SET updatedCount = 32767 WHERE appointment_id = :id", id=victim)
     code, _ = upgrade(t, tmp_path)
     assert code == 0
-    assert t.query(f"SELECT cautionWarning, updatedCount FROM {a} WHERE appointment_id = :id",
-                   id=victim) == [(1, 32767)]
+    assert t.query(
+        f"SELECT cautionWarning, updatedCount FROM {a} WHERE appointment_id = :id", id=victim
+    ) == [(1, 32767)]

@@ -23,9 +23,8 @@ from setup_tool.findings import MarkingWindow
 from setup_tool.host_probe import NoHostProbe
 from setup_tool.schema import canonical_tables
 from setup_tool.sequence import reserve_ids_statement
-from setup_tool.steps import UpgradeSettings
+from setup_tool.steps import UpgradeSettings, preference
 from setup_tool.steps import mark_invites as marking
-from setup_tool.steps import preference
 from setup_tool.travel import UPDATED, log_changes_statement
 from setup_tool.tsql_script import tsql_script
 from setup_tool.upgrade import UpgradePlan, plan_upgrade
@@ -50,14 +49,22 @@ def batch_statements() -> dict[str, ClauseElement]:
     return {
         "stage": marking.stage_candidates_statement(TABLES, BOOKS, 7, WINDOW),
         "boundary": marking.next_boundary_statement(BOOKS, 7, 2000),
-        "record": marking.record_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch,
-                                                 datetime(2026, 11, 1)),
-        "mark": marking.mark_batch_statement(TABLES, BOOKS, WINDOW, 7, lo, hi, batch, 0,
-                                             datetime(2026, 11, 1)),
+        "record": marking.record_batch_statement(
+            TABLES, BOOKS, WINDOW, 7, lo, hi, batch, datetime(2026, 11, 1)
+        ),
+        "mark": marking.mark_batch_statement(
+            TABLES, BOOKS, WINDOW, 7, lo, hi, batch, 0, datetime(2026, 11, 1)
+        ),
         "checkpoint": marking.checkpoint_statement(BOOKS, 7),
-        "travel": log_changes_statement(TABLES, marking.recorded_ids(BOOKS, 7, batch),
-                                        first_id=500, kind=UPDATED, table_no=9, associate_id=0,
-                                        now=datetime(2026, 11, 1)),
+        "travel": log_changes_statement(
+            TABLES,
+            marking.recorded_ids(BOOKS, 7, batch),
+            first_id=500,
+            kind=UPDATED,
+            table_no=9,
+            associate_id=0,
+            now=datetime(2026, 11, 1),
+        ),
         "sequence": reserve_ids_statement(TABLES, "traveltransactionlog", 80),
         "count": select(marking.needs_marking(TABLES, WINDOW)),
     }
@@ -80,8 +87,11 @@ def test_appointment_statements_say_mother_id_is_not_zero_and_seek_a_key_range()
         assert "crm7.appointment.mother_id <> " in tsql(statements[name]), name
     for name in ("record", "mark"):
         sql = tsql(statements[name])
-        assert re.search(r"crm7\.appointment\.appointment_id > \S+ AND "
-                         r"crm7\.appointment\.appointment_id <= ", sql), name
+        assert re.search(
+            r"crm7\.appointment\.appointment_id > \S+ AND "
+            r"crm7\.appointment\.appointment_id <= ",
+            sql,
+        ), name
         assert "TOP" not in sql  # a batch is a key range, never a re-scanned TOP (n)
 
 
@@ -111,8 +121,9 @@ def test_preference_statements_compile_for_sql_server(demo_db: Path) -> None:
     assert "[updatedCount]" in insert
     update = tsql(preference.switch_on_statement(ctx, [4, 5]))
     assert update.startswith("UPDATE crm7.[UserPreference] SET")
-    assert "lower(crm7.sequence.[TableName])" in tsql(reserve_ids_statement(TABLES,
-                                                                            "UserPreference", 1))
+    assert "lower(crm7.sequence.[TableName])" in tsql(
+        reserve_ids_statement(TABLES, "UserPreference", 1)
+    )
 
 
 def _crm7_context(plan: UpgradePlan):  # type: ignore[no-untyped-def]
@@ -166,8 +177,10 @@ def test_the_dba_script_is_tsql_that_sqlglot_reads_statement_by_statement(
 
 def test_the_script_marks_with_the_same_predicates_as_a_real_run(demo_db: Path) -> None:
     script = script_for(demo_db)
-    loop = script[script.index("WHILE 1 = 1"):]
-    assert "crm7.appointment.appointment_id > @lo AND crm7.appointment.appointment_id <= @hi" in loop
+    loop = script[script.index("WHILE 1 = 1") :]
+    assert (
+        "crm7.appointment.appointment_id > @lo AND crm7.appointment.appointment_id <= @hi" in loop
+    )
     assert "crm7.appointment.registered < @until" in loop
     assert "(crm7.appointment.mother_id <> 0)" in loop
     assert "IF @changed <> @recorded" in loop
@@ -176,8 +189,12 @@ def test_the_script_marks_with_the_same_predicates_as_a_real_run(demo_db: Path) 
 def test_bookkeeping_ddl_for_sql_server() -> None:
     ddl = bookkeeping_sql("crm7", "mssql")
     assert "CREATE TABLE crm7.setup_tool_alembic_version" in ddl
-    for table in ("setup_tool_run", "setup_tool_step", "setup_tool_previous_value",
-                  "setup_tool_candidate"):
+    for table in (
+        "setup_tool_run",
+        "setup_tool_step",
+        "setup_tool_previous_value",
+        "setup_tool_candidate",
+    ):
         assert f"CREATE TABLE crm7.{table}" in ddl
     assert "IDENTITY" in ddl and "\nGO\n" in ddl
     for batch in go_batches(ddl):
@@ -199,15 +216,27 @@ def test_the_cli_writes_the_script_of_a_dry_run_and_refuses_it_for_a_real_run(
     before = demo_db.read_bytes()
     target = tmp_path / "upgrade.sql"
     url = f"sqlite:///{demo_db}"
-    result = CliRunner().invoke(cli, ["upgrade", "--database-url", url, "--dry-run",
-                                      "--report", str(target)])
+    result = CliRunner().invoke(
+        cli, ["upgrade", "--database-url", url, "--dry-run", "--report", str(target)]
+    )
     assert result.exit_code == 0, result.output
     script = target.read_text()
     assert script.startswith("-- setup-tool") and "WHILE 1 = 1" in script
     assert all(commands(batch) == [] for batch in go_batches(script))
     assert demo_db.read_bytes() == before
 
-    refused = CliRunner().invoke(cli, ["upgrade", "--database-url", url, "--unattended",
-                                       "--format", "sql", "--log-file", str(tmp_path / "x.log")])
+    refused = CliRunner().invoke(
+        cli,
+        [
+            "upgrade",
+            "--database-url",
+            url,
+            "--unattended",
+            "--format",
+            "sql",
+            "--log-file",
+            str(tmp_path / "x.log"),
+        ],
+    )
     assert refused.exit_code == 2 and "--dry-run" in refused.output
     assert demo_db.read_bytes() == before

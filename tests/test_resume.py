@@ -68,8 +68,9 @@ def candidates(path: Path) -> list[int]:
 
 def marked_since(before: list[dict[str, Any]], path: Path) -> list[int]:
     old = {r["appointment_id"]: r for r in before}
-    return sorted(r["appointment_id"] for r in dump(path, "appointment")
-                  if r != old[r["appointment_id"]])
+    return sorted(
+        r["appointment_id"] for r in dump(path, "appointment") if r != old[r["appointment_id"]]
+    )
 
 
 def marking_step(path: Path) -> dict[str, Any]:
@@ -78,9 +79,14 @@ def marking_step(path: Path) -> dict[str, Any]:
 
 
 def recorded_ids(path: Path) -> list[int]:
-    return [r["record_id"] for r in query(
-        path, "SELECT record_id FROM setup_tool_previous_value WHERE table_name = 'appointment' "
-        "ORDER BY record_id")]
+    return [
+        r["record_id"]
+        for r in query(
+            path,
+            "SELECT record_id FROM setup_tool_previous_value WHERE table_name = 'appointment' "
+            "ORDER BY record_id",
+        )
+    ]
 
 
 def statements_of(db: Database, log: list[str]) -> None:
@@ -97,17 +103,20 @@ def fail_on(statement_start: str, after: int = 0) -> Callable[[Database], None]:
 
         @event.listens_for(db.engine, "before_cursor_execute")
         def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.lstrip().upper().startswith(statement_start.upper()) and \
-                    next(seen) == after:
+            if (
+                statement.lstrip().upper().startswith(statement_start.upper())
+                and next(seen) == after
+            ):
                 raise Injected("connection lost (injected)")
 
     return attach
 
 
-def assert_half_run(path: Path, before: list[dict[str, Any]], todo: list[int],
-                    batches: int, log_start: int) -> None:
+def assert_half_run(
+    path: Path, before: list[dict[str, Any]], todo: list[int], batches: int, log_start: int
+) -> None:
     """Exactly `batches` complete batches are in the database, and nothing of the next one."""
-    done = todo[:batches * BATCH]
+    done = todo[: batches * BATCH]
     assert marked_since(before, path) == done
     assert recorded_ids(path) == done  # previous values and updates agree
     step = marking_step(path)
@@ -116,16 +125,20 @@ def assert_half_run(path: Path, before: list[dict[str, Any]], todo: list[int],
     assert step["batches_done"] == batches and step["rows_changed"] == len(done)
     assert step["rows_planned"] == len(todo)
     # Travel: one log row per committed change (plus the preference insert), no gap, no extra.
-    logged = query(path, "SELECT traveltransactionlog_id AS id, record_id, tablenumber "
-                   "FROM traveltransactionlog WHERE traveltransactionlog_id >= ? ORDER BY 1",
-                   [log_start])
+    logged = query(
+        path,
+        "SELECT traveltransactionlog_id AS id, record_id, tablenumber "
+        "FROM traveltransactionlog WHERE traveltransactionlog_id >= ? ORDER BY 1",
+        [log_start],
+    )
     assert [r["id"] for r in logged] == list(range(log_start, log_start + len(done) + 1))
     assert sorted(r["record_id"] for r in logged if r["tablenumber"] == 9) == done
     assert next_id(path, "traveltransactionlog") == log_start + len(done) + 1
 
 
-def assert_resumed_to_the_end(path: Path, reference: dict[str, Any], todo: list[int],
-                              log_start: int) -> None:
+def assert_resumed_to_the_end(
+    path: Path, reference: dict[str, Any], todo: list[int], log_start: int
+) -> None:
     assert final_state(path) == reference
     assert recorded_ids(path) == todo  # no duplicates
     step = marking_step(path)  # the one marking step, resumed: no second one
@@ -133,8 +146,12 @@ def assert_resumed_to_the_end(path: Path, reference: dict[str, Any], todo: list[
     assert step["rows_changed"] == len(todo)
     assert step["batches_done"] == math.ceil(len(todo) / BATCH)
     assert query(path, "SELECT COUNT(*) AS n FROM setup_tool_candidate") == [{"n": 0}]
-    logged = query(path, "SELECT traveltransactionlog_id AS id FROM traveltransactionlog "
-                   "WHERE traveltransactionlog_id >= ? ORDER BY 1", [log_start])
+    logged = query(
+        path,
+        "SELECT traveltransactionlog_id AS id FROM traveltransactionlog "
+        "WHERE traveltransactionlog_id >= ? ORDER BY 1",
+        [log_start],
+    )
     assert [r["id"] for r in logged] == list(range(log_start, log_start + len(todo) + 1))
     assert next_id(path, "traveltransactionlog") == log_start + len(todo) + 1
 
@@ -161,8 +178,11 @@ def test_failed_batch_is_rolled_back_and_the_next_run_resumes(
     before = dump(crm, "appointment")
     log_start = next_id(crm, "traveltransactionlog")
     victim = todo[3 * BATCH + 2]  # the third row of the fourth batch
-    execute(crm, f"CREATE TRIGGER refuse BEFORE UPDATE ON appointment WHEN OLD.appointment_id "
-            f"= {victim} BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    execute(
+        crm,
+        f"CREATE TRIGGER refuse BEFORE UPDATE ON appointment WHEN OLD.appointment_id "
+        f"= {victim} BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
 
     with pytest.raises(DBAPIError, match="injected failure"):
         upgrade(crm, batch_size=BATCH)
@@ -217,8 +237,7 @@ def test_stop_after_the_first_batch_then_resume(crm: Path, reference: dict[str, 
     assert "Stopped after batch 1" in str(raised.value)
     assert_half_run(crm, before, todo, batches=1, log_start=log_start)
     (run,) = run_rows(crm)
-    assert (run["status"], run["outcome"], run["exit_code"]) == \
-        ("interrupted", "interrupted", 130)
+    assert (run["status"], run["outcome"], run["exit_code"]) == ("interrupted", "interrupted", 130)
 
     result = resume(crm, todo, done=BATCH)
 
@@ -301,10 +320,15 @@ def test_failure_while_staging_restages_on_the_next_run(
 def test_failure_in_the_preference_step_leaves_nothing_half_done(
     crm: Path, reference: dict[str, Any]
 ) -> None:
-    before = {t: dump(crm, t) for t in ("appointment", "UserPreference", "sequence",
-                                        "traveltransactionlog")}
-    execute(crm, "CREATE TRIGGER refuse BEFORE INSERT ON UserPreference "
-            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    before = {
+        t: dump(crm, t)
+        for t in ("appointment", "UserPreference", "sequence", "traveltransactionlog")
+    }
+    execute(
+        crm,
+        "CREATE TRIGGER refuse BEFORE INSERT ON UserPreference "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
 
     with pytest.raises(DBAPIError, match="injected failure"):
         upgrade(crm, batch_size=BATCH)

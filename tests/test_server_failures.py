@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-
-from setup_tool.locking import run_lock
+from sqlalchemy import create_engine
 from superoffice_databases import TargetDatabase
 from test_end_to_end import invite_rows_to_mark
+
+from setup_tool.locking import run_lock
 
 BIG = 30_000  # enough batches of one row that a run can be caught half-way
 
@@ -29,18 +29,34 @@ def big_target(make_target: Any, request: pytest.FixtureRequest) -> TargetDataba
     return target
 
 
-def start_upgrade(t: TargetDatabase, tmp_path: Path, name: str, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "setup_tool", "upgrade", *t.connection_args(),
-               "--unattended", "--fix-overrides", "--log-file", str(tmp_path / f"{name}.log"),
-               "--report", str(tmp_path / f"{name}.json"), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+def start_upgrade(
+    t: TargetDatabase, tmp_path: Path, name: str, *args: str
+) -> subprocess.Popen[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "setup_tool",
+        "upgrade",
+        *t.connection_args(),
+        "--unattended",
+        "--fix-overrides",
+        "--log-file",
+        str(tmp_path / f"{name}.log"),
+        "--report",
+        str(tmp_path / f"{name}.json"),
+        *args,
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
 
 
 def batches_done(t: TargetDatabase) -> int:
     try:
-        rows = t.query(f"SELECT COALESCE(MAX(batches_done), 0) FROM {t.table('setup_tool_step')} "
-                       "WHERE step_key = 'mark_invites'")
+        rows = t.query(
+            f"SELECT COALESCE(MAX(batches_done), 0) FROM {t.table('setup_tool_step')} "
+            "WHERE step_key = 'mark_invites'"
+        )
     except Exception:  # the tables are not there yet
         return 0
     return int(rows[0][0])
@@ -61,11 +77,17 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def assert_converged(t: TargetDatabase, expected: set[int]) -> None:
-    marked = {r[0] for r in t.query(
-        f"SELECT record_id FROM {t.table('setup_tool_previous_value')} "
-        "WHERE table_name = 'appointment'")}
-    [(recorded,)] = t.query(f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
-                            "WHERE table_name = 'appointment'")
+    marked = {
+        r[0]
+        for r in t.query(
+            f"SELECT record_id FROM {t.table('setup_tool_previous_value')} "
+            "WHERE table_name = 'appointment'"
+        )
+    }
+    [(recorded,)] = t.query(
+        f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
+        "WHERE table_name = 'appointment'"
+    )
     assert marked == expected and recorded == len(expected)  # every previous value, once
     left = invite_rows_to_mark(t)
     assert left == set()
@@ -94,7 +116,7 @@ def test_a_run_killed_mid_marking_leaves_no_lock_and_the_next_run_resumes(
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     done_before = batches_done(big_target)
-    assert 0 < done_before
+    assert done_before > 0
 
     engine = create_engine(big_target.admin_url)
     try:  # the lock died with the process (the server notices the closed socket quickly)
@@ -105,8 +127,9 @@ def test_a_run_killed_mid_marking_leaves_no_lock_and_the_next_run_resumes(
     code, _ = finish(start_upgrade(big_target, tmp_path, "resume"))
     assert code == 0
     assert_converged(big_target, expected)
-    statuses = big_target.query(f"SELECT run_id, status FROM {big_target.table('setup_tool_run')} "
-                                "ORDER BY run_id")
+    statuses = big_target.query(
+        f"SELECT run_id, status FROM {big_target.table('setup_tool_run')} ORDER BY run_id"
+    )
     assert statuses == [(1, "interrupted"), (2, "completed")]
 
 
@@ -120,7 +143,8 @@ def test_a_terminated_server_session_is_a_clear_error_and_resumable(
     wait_for_batches(big_target, run, 10)
     big_target.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE usename = 'crm_user' AND datname = current_database() AND pid <> pg_backend_pid()")
+        "WHERE usename = 'crm_user' AND datname = current_database() AND pid <> pg_backend_pid()"
+    )
     code, err = finish(run)
     assert code == 1
     assert "database reported an error" in err and "run the same command again" in err

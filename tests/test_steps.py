@@ -57,12 +57,19 @@ def steps_of(result: Any) -> dict[str, Any]:
 
 
 def previous_values(path: Path, table: str = "appointment") -> list[Row]:
-    return query(path, "SELECT * FROM setup_tool_previous_value WHERE table_name = ? "
-                 "ORDER BY previous_value_id", [table])
+    return query(
+        path,
+        "SELECT * FROM setup_tool_previous_value WHERE table_name = ? ORDER BY previous_value_id",
+        [table],
+    )
 
 
 def assert_marked_exactly(
-    before: list[Row], after: list[Row], expected: set[int], when: str, acting: int = ACTING,
+    before: list[Row],
+    after: list[Row],
+    expected: set[int],
+    when: str,
+    acting: int = ACTING,
 ) -> None:
     """Rows in `expected` are marked as the spec says; every other row is untouched."""
     old, new = by_id(before), by_id(after)
@@ -74,9 +81,11 @@ def assert_marked_exactly(
             assert row["updated"] == when, row_id
             assert row["updated_associate_id"] == acting, row_id
             assert row["updatedCount"] == min(was["updatedCount"] + 1, 65535), row_id
-            unchanged = {k: v for k, v in row.items()
-                         if k not in ("cautionWarning", "updated", "updated_associate_id",
-                                      "updatedCount")}
+            unchanged = {
+                k: v
+                for k, v in row.items()
+                if k not in ("cautionWarning", "updated", "updated_associate_id", "updatedCount")
+            }
             assert unchanged == {k: was[k] for k in unchanged}, row_id
         else:
             assert row == was, row_id
@@ -101,35 +110,43 @@ def assert_previous_values_recorded(path: Path, before: list[Row], expected: set
 
 def marking_scenario() -> Scenario:
     later = BASE + timedelta(days=2)
-    return Scenario(appointments=[
-        appointment(10, 0, 1),  # plain appointment
-        appointment(11, 0, 0, invited=9),  # plain row that looks like an external participant
-        appointment(12, 0, 1, warning=None),
-        # Invite meeting: master, internal (NULL warning), external, a participant added later.
-        appointment(100, 100, 1, count=3, updated=BASE + timedelta(days=1), updated_by=1),
-        appointment(101, 100, 2, warning=None),
-        appointment(102, 100, 0, invited=500),
-        # Invite meeting with other warnings: only the 0 row is marked.
-        appointment(200, 200, 1, warning=3), appointment(201, 200, 2),
-        appointment(202, 200, 0, invited=501, warning=2),
-        appointment(203, 200, 0, invited=502, warning=4),
-        appointment(204, 200, 3, warning=5),
-        # Internal-only meeting; and one whose associate-0 row invites nobody.
-        appointment(300, 300, 1), appointment(301, 300, 2),
-        appointment(400, 400, 1), appointment(401, 400, 0, invited=0),
-        # The external participant is already marked: the master still needs it.
-        appointment(500, 500, 1), appointment(501, 500, 0, invited=503, warning=1),
-        # updatedCount at and near its 16-bit cap.
-        appointment(600, 600, 1, count=65535), appointment(601, 600, 0, invited=504, count=65534),
-        appointment(602, 600, 2, warning=None, count=65535),
-        # Registered after the run: outside the window.
-        appointment(700, 700, 1, registered=FUTURE), appointment(701, 700, 0, invited=505,
-                                                                 registered=FUTURE),
-        # Internal rows first, the external participant far away in the id order.
-        appointment(800, 800, 1), appointment(801, 800, 2),
-        appointment(950, 100, 3, registered=later),
-        appointment(990, 800, 0, invited=506, registered=later),
-    ])
+    return Scenario(
+        appointments=[
+            appointment(10, 0, 1),  # plain appointment
+            appointment(11, 0, 0, invited=9),  # plain row that looks like an external participant
+            appointment(12, 0, 1, warning=None),
+            # Invite meeting: master, internal (NULL warning), external, a participant added later.
+            appointment(100, 100, 1, count=3, updated=BASE + timedelta(days=1), updated_by=1),
+            appointment(101, 100, 2, warning=None),
+            appointment(102, 100, 0, invited=500),
+            # Invite meeting with other warnings: only the 0 row is marked.
+            appointment(200, 200, 1, warning=3),
+            appointment(201, 200, 2),
+            appointment(202, 200, 0, invited=501, warning=2),
+            appointment(203, 200, 0, invited=502, warning=4),
+            appointment(204, 200, 3, warning=5),
+            # Internal-only meeting; and one whose associate-0 row invites nobody.
+            appointment(300, 300, 1),
+            appointment(301, 300, 2),
+            appointment(400, 400, 1),
+            appointment(401, 400, 0, invited=0),
+            # The external participant is already marked: the master still needs it.
+            appointment(500, 500, 1),
+            appointment(501, 500, 0, invited=503, warning=1),
+            # updatedCount at and near its 16-bit cap.
+            appointment(600, 600, 1, count=65535),
+            appointment(601, 600, 0, invited=504, count=65534),
+            appointment(602, 600, 2, warning=None, count=65535),
+            # Registered after the run: outside the window.
+            appointment(700, 700, 1, registered=FUTURE),
+            appointment(701, 700, 0, invited=505, registered=FUTURE),
+            # Internal rows first, the external participant far away in the id order.
+            appointment(800, 800, 1),
+            appointment(801, 800, 2),
+            appointment(950, 100, 3, registered=later),
+            appointment(990, 800, 0, invited=506, registered=later),
+        ]
+    )
 
 
 MARKING_EXPECTED = {100, 101, 102, 201, 500, 600, 601, 602, 800, 801, 950, 990}
@@ -185,9 +202,12 @@ def not_null_columns(path: Path, table: str) -> list[str]:
 
 
 def system_rows(path: Path) -> list[Row]:
-    return query(path, "SELECT * FROM UserPreference WHERE prefsection = 'Mail' AND "
-                 "prefkey = 'DiarySynchronizerActive' AND deflevel = 2 AND owner_id = 0 "
-                 "ORDER BY userpreference_id")
+    return query(
+        path,
+        "SELECT * FROM UserPreference WHERE prefsection = 'Mail' AND "
+        "prefkey = 'DiarySynchronizerActive' AND deflevel = 2 AND owner_id = 0 "
+        "ORDER BY userpreference_id",
+    )
 
 
 def test_preference_row_is_inserted_with_an_id_from_sequence(demo_db: Path) -> None:
@@ -200,10 +220,18 @@ def test_preference_row_is_inserted_with_an_id_from_sequence(demo_db: Path) -> N
     when = run_time(demo_db, result.run_id)
     (row,) = system_rows(demo_db)
     assert row == {
-        "userpreference_id": first_free, "deflevel": 2, "maxlevel": 5, "owner_id": 0,
-        "prefsection": "Mail", "prefkey": "DiarySynchronizerActive", "prefvalue": "1",
-        "registered": when, "registered_associate_id": ACTING, "updated": NEVER_TEXT,
-        "updated_associate_id": 0, "updatedCount": 0,
+        "userpreference_id": first_free,
+        "deflevel": 2,
+        "maxlevel": 5,
+        "owner_id": 0,
+        "prefsection": "Mail",
+        "prefkey": "DiarySynchronizerActive",
+        "prefvalue": "1",
+        "registered": when,
+        "registered_associate_id": ACTING,
+        "updated": NEVER_TEXT,
+        "updated_associate_id": 0,
+        "updatedCount": 0,
     }
     assert all(row[c] is not None for c in not_null_columns(demo_db, "UserPreference"))
     assert next_id(demo_db, "UserPreference") == first_free + 1
@@ -214,11 +242,13 @@ def test_preference_row_is_inserted_with_an_id_from_sequence(demo_db: Path) -> N
 
 
 def test_inserted_value_uses_the_databases_bool_encoding(tmp_path: Path) -> None:
-    path = Scenario(preferences=[
-        preference(1, 2, "Yes", section="Diary", key="ShowWeekNumbers"),
-        preference(2, 2, "No", section="Diary", key="ShowPrivate"),
-        preference(3, 5, "no", owner=4, section="Diary", key="ShowPrivate"),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        preferences=[
+            preference(1, 2, "Yes", section="Diary", key="ShowWeekNumbers"),
+            preference(2, 2, "No", section="Diary", key="ShowPrivate"),
+            preference(3, 5, "no", owner=4, section="Diary", key="ShowPrivate"),
+        ]
+    ).build(tmp_path / "crm.db")
 
     upgrade(path)
 
@@ -228,11 +258,13 @@ def test_inserted_value_uses_the_databases_bool_encoding(tmp_path: Path) -> None
 
 def test_existing_false_system_row_is_switched_on_in_its_encoding(tmp_path: Path) -> None:
     changed_at = BASE - timedelta(days=30)
-    path = Scenario(preferences=[
-        preference(4, 1, "False"),
-        preference(6, 2, "False", updated=changed_at, count=4),
-        preference(8, 5, "True", owner=3),
-    ]).build(tmp_path / "crm.db")
+    path = Scenario(
+        preferences=[
+            preference(4, 1, "False"),
+            preference(6, 2, "False", updated=changed_at, count=4),
+            preference(8, 5, "True", owner=3),
+        ]
+    ).build(tmp_path / "crm.db")
     first_free = next_id(path, "UserPreference")
     before = by_id(dump(path, "UserPreference"), "userpreference_id")
 
@@ -240,33 +272,50 @@ def test_existing_false_system_row_is_switched_on_in_its_encoding(tmp_path: Path
 
     when = run_time(path, result.run_id)
     after = by_id(dump(path, "UserPreference"), "userpreference_id")
-    assert after[6] == {**before[6], "prefvalue": "True", "updated": when,
-                        "updated_associate_id": ACTING, "updatedCount": 5}
+    assert after[6] == {
+        **before[6],
+        "prefvalue": "True",
+        "updated": when,
+        "updated_associate_id": ACTING,
+        "updatedCount": 5,
+    }
     assert after[4] == before[4] and after[8] == before[8]
     assert len(after) == 3 and next_id(path, "UserPreference") == first_free
     (recorded,) = previous_values(path, "UserPreference")
     assert recorded["record_id"] == 6 and recorded["inserted"] == 0
-    assert (recorded["prefvalue"], recorded["updated"], recorded["updated_count"],
-            recorded["new_updated_count"]) == ("False", ts(changed_at), 4, 5)
+    assert (
+        recorded["prefvalue"],
+        recorded["updated"],
+        recorded["updated_count"],
+        recorded["new_updated_count"],
+    ) == ("False", ts(changed_at), 4, 5)
 
 
 def test_duplicate_system_rows_are_all_switched_on_with_a_warning(tmp_path: Path) -> None:
-    path = Scenario(preferences=[preference(3, 2, "0"), preference(8, 2, "0", count=2),
-                                 preference(9, 2, "1")]).build(tmp_path / "crm.db")
+    path = Scenario(
+        preferences=[preference(3, 2, "0"), preference(8, 2, "0", count=2), preference(9, 2, "1")]
+    ).build(tmp_path / "crm.db")
 
     result = upgrade(path)
 
     step = steps_of(result)["preference"]
     assert step.decision == "change" and step.rows == 2 and step.sample_ids == [3, 8]
     assert any("3 system-wide rows" in w for w in step.warnings)
-    values = {r["userpreference_id"]: (r["prefvalue"], r["updatedCount"])
-              for r in system_rows(path)}
+    values = {
+        r["userpreference_id"]: (r["prefvalue"], r["updatedCount"]) for r in system_rows(path)
+    }
     assert values == {3: ("1", 1), 8: ("1", 3), 9: ("1", 0)}
 
 
 def override_rows(path: Path) -> dict[int, Row]:
-    return by_id(query(path, "SELECT * FROM UserPreference WHERE deflevel IN (3, 4, 5) AND "
-                       "prefkey = 'DiarySynchronizerActive'"), "userpreference_id")
+    return by_id(
+        query(
+            path,
+            "SELECT * FROM UserPreference WHERE deflevel IN (3, 4, 5) AND "
+            "prefkey = 'DiarySynchronizerActive'",
+        ),
+        "userpreference_id",
+    )
 
 
 def test_overrides_are_reported_and_left_unless_asked(demo_db: Path) -> None:
@@ -292,8 +341,13 @@ def test_overrides_are_switched_on_with_fix_overrides(demo_db: Path) -> None:
     when = run_time(demo_db, result.run_id)
     after = override_rows(demo_db)
     assert after[18] == before[18]
-    assert after[19] == {**before[19], "prefvalue": "1", "updated": when,
-                         "updated_associate_id": ACTING, "updatedCount": 1}
+    assert after[19] == {
+        **before[19],
+        "prefvalue": "1",
+        "updated": when,
+        "updated_associate_id": ACTING,
+        "updatedCount": 1,
+    }
     recorded = {r["record_id"]: r for r in previous_values(demo_db, "UserPreference")}
     assert recorded[19]["prefvalue"] == "0" and recorded[19]["inserted"] == 0
 
@@ -302,8 +356,12 @@ def test_overrides_are_switched_on_with_fix_overrides(demo_db: Path) -> None:
 
 
 def log_rows(path: Path, from_id: int) -> list[Row]:
-    return query(path, "SELECT * FROM traveltransactionlog WHERE traveltransactionlog_id >= ? "
-                 "ORDER BY traveltransactionlog_id", [from_id])
+    return query(
+        path,
+        "SELECT * FROM traveltransactionlog WHERE traveltransactionlog_id >= ? "
+        "ORDER BY traveltransactionlog_id",
+        [from_id],
+    )
 
 
 def test_travel_on_logs_every_change(make_demo: Any) -> None:
@@ -319,28 +377,40 @@ def test_travel_on_logs_every_change(make_demo: Any) -> None:
     marked = invite_rows_to_mark(before, until=when)
     assert_marked_exactly(before, dump(path, "appointment"), marked, when)
     logged = log_rows(path, first_log_id)
-    assert [r["traveltransactionlog_id"] for r in logged] == \
-        list(range(first_log_id, first_log_id + len(marked) + 2))  # contiguous
+    assert [r["traveltransactionlog_id"] for r in logged] == list(
+        range(first_log_id, first_log_id + len(marked) + 2)
+    )  # contiguous
     assert next_id(path, "traveltransactionlog") == first_log_id + len(marked) + 2
     assert sorted((r["type"], r["tablenumber"], r["record_id"]) for r in logged) == sorted(
-        [(4608, 9, i) for i in marked] + [(4352, 56, new_pref_id), (4608, 56, 19)])
-    assert {(r["flags"], r["associate_id"], r["ttime"], r["prev_record_id"],
-             r["application_id"]) for r in logged} == {(2, ACTING, when, 0, 0)}
-    assert dump(path, "traveltransactionlog")[:len(old_log)] == old_log
+        [(4608, 9, i) for i in marked] + [(4352, 56, new_pref_id), (4608, 56, 19)]
+    )
+    assert {
+        (r["flags"], r["associate_id"], r["ttime"], r["prev_record_id"], r["application_id"])
+        for r in logged
+    } == {(2, ACTING, when, 0, 0)}
+    assert dump(path, "traveltransactionlog")[: len(old_log)] == old_log
 
 
 def test_travel_log_table_number_comes_from_sequence(tmp_path: Path) -> None:
-    path = Scenario(appointments=[appointment(5, 5, 1), appointment(6, 5, 0, invited=3)],
-                    preferences=[travel_preference(1, True)]).build(tmp_path / "crm.db")
-    execute(path, "UPDATE sequence SET TableNumber = 1009 WHERE TableName = 'appointment'",
-            "UPDATE sequence SET TableNumber = 1056 WHERE TableName = 'UserPreference'")
+    path = Scenario(
+        appointments=[appointment(5, 5, 1), appointment(6, 5, 0, invited=3)],
+        preferences=[travel_preference(1, True)],
+    ).build(tmp_path / "crm.db")
+    execute(
+        path,
+        "UPDATE sequence SET TableNumber = 1009 WHERE TableName = 'appointment'",
+        "UPDATE sequence SET TableNumber = 1056 WHERE TableName = 'UserPreference'",
+    )
     first_log_id = next_id(path, "traveltransactionlog")
 
     upgrade(path)
 
     # The preference step runs first, then the marking.
     assert [(r["type"], r["tablenumber"], r["record_id"]) for r in log_rows(path, 0)] == [
-        (4352, 1056, 18), (4608, 1009, 5), (4608, 1009, 6)]
+        (4352, 1056, 18),
+        (4608, 1009, 5),
+        (4608, 1009, 6),
+    ]
     assert log_rows(path, 0)[0]["traveltransactionlog_id"] == first_log_id
 
 
@@ -371,8 +441,11 @@ def test_batch_size_does_not_change_the_result(make_demo: Any, tmp_path: Path) -
         assert step["checkpoint_key"] == max(expected)
         assert step["batches_done"] == math.ceil(len(expected) / batch_size)
         assert step["rows_changed"] == len(expected)
-        batches = query(path, "SELECT batch_no, COUNT(*) AS n FROM setup_tool_previous_value "
-                        "WHERE table_name = 'appointment' GROUP BY batch_no ORDER BY batch_no")
+        batches = query(
+            path,
+            "SELECT batch_no, COUNT(*) AS n FROM setup_tool_previous_value "
+            "WHERE table_name = 'appointment' GROUP BY batch_no ORDER BY batch_no",
+        )
         assert [b["n"] for b in batches][:-1] == [batch_size] * (len(batches) - 1)
         states.append(final_state(path))
     assert states[0] == states[1] == states[2]
@@ -384,8 +457,10 @@ def test_batch_size_does_not_change_the_result(make_demo: Any, tmp_path: Path) -
 def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
     path = Scenario(
         appointments=marking_scenario().appointments,
-        product_versions=[product_version(1, "SuperOffice", "CRM", "8.1 R03"),
-                          product_version(2, "InfoBridge", "Synchronizer", "3.2.284")],
+        product_versions=[
+            product_version(1, "SuperOffice", "CRM", "8.1 R03"),
+            product_version(2, "InfoBridge", "Synchronizer", "3.2.284"),
+        ],
     ).build(tmp_path / "crm.db")
     content = path.read_bytes()
 
@@ -396,8 +471,11 @@ def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
     assert result.run_id is None
     gate = steps_of(result)["gate"]
     assert gate.decision == "blocked" and "older than 8.5 R10" in gate.reason
-    assert all(s.decision == "skip" for k, s in steps_of(result).items()
-               if k in ("preference", "overrides", "mark_invites"))
+    assert all(
+        s.decision == "skip"
+        for k, s in steps_of(result).items()
+        if k in ("preference", "overrides", "mark_invites")
+    )
     assert path.read_bytes() == content
     assert tables_named(path, "setup_tool") == []
 
@@ -405,8 +483,10 @@ def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
 def test_undetermined_superoffice_version_is_an_error_unattended(tmp_path: Path) -> None:
     path = Scenario(
         appointments=marking_scenario().appointments,
-        product_versions=[product_version(1, "SuperOffice", "CRM", "8.5.7346.1605"),
-                          product_version(2, "InfoBridge", "Synchronizer", "3.2.284")],
+        product_versions=[
+            product_version(1, "SuperOffice", "CRM", "8.5.7346.1605"),
+            product_version(2, "InfoBridge", "Synchronizer", "3.2.284"),
+        ],
     ).build(tmp_path / "crm.db")
     content = path.read_bytes()
 
@@ -429,8 +509,10 @@ def test_undetermined_superoffice_version_is_an_error_unattended(tmp_path: Path)
 def test_old_synchronizer_still_protects_the_data(tmp_path: Path) -> None:
     path = Scenario(
         appointments=marking_scenario().appointments,
-        product_versions=[SUPEROFFICE_8_5_R10,
-                          product_version(2, "InfoBridge", "Synchronizer", "3.2.283")],
+        product_versions=[
+            SUPEROFFICE_8_5_R10,
+            product_version(2, "InfoBridge", "Synchronizer", "3.2.283"),
+        ],
     ).build(tmp_path / "crm.db")
 
     result = upgrade(path)
@@ -447,9 +529,11 @@ def test_old_synchronizer_still_protects_the_data(tmp_path: Path) -> None:
 
 
 def test_unknown_synchronizer_version_still_protects_the_data(tmp_path: Path) -> None:
-    path = Scenario(appointments=marking_scenario().appointments,
-                    product_versions=[SUPEROFFICE_8_5_R10],
-                    licences=["superoffice.exchange-sync"]).build(tmp_path / "crm.db")
+    path = Scenario(
+        appointments=marking_scenario().appointments,
+        product_versions=[SUPEROFFICE_8_5_R10],
+        licences=["superoffice.exchange-sync"],
+    ).build(tmp_path / "crm.db")
     content = path.read_bytes()
 
     with pytest.raises(MissingAnswerError) as raised:
@@ -483,8 +567,12 @@ def test_second_run_changes_nothing_and_records_nothing(make_demo: Any) -> None:
     assert second.exit_code == ExitCode.DONE and second.outcome == "nothing_to_do"
     assert second.run_id is None
     assert {s.id: s.decision for s in second.plan.steps} == {
-        "gate": "done", "preference": "done", "overrides": "done", "mark_invites": "done",
-        "synchronizer_check": "done"}
+        "gate": "done",
+        "preference": "done",
+        "overrides": "done",
+        "mark_invites": "done",
+        "synchronizer_check": "done",
+    }
     assert not second.plan.changes_pending
     assert [r["run_id"] for r in run_rows(path)] == [1]
     assert whole_database(path) == state
@@ -493,9 +581,12 @@ def test_second_run_changes_nothing_and_records_nothing(make_demo: Any) -> None:
 def test_preference_already_on_records_when_and_marks_only_before(tmp_path: Path) -> None:
     switched_on = BASE + timedelta(days=10)
     path = Scenario(
-        appointments=[appointment(1, 1, 1), appointment(2, 1, 0, invited=4),  # before: marked
-                      appointment(3, 3, 1, registered=switched_on),  # from then on: not
-                      appointment(4, 3, 0, invited=5, registered=switched_on)],
+        appointments=[
+            appointment(1, 1, 1),
+            appointment(2, 1, 0, invited=4),  # before: marked
+            appointment(3, 3, 1, registered=switched_on),  # from then on: not
+            appointment(4, 3, 0, invited=5, registered=switched_on),
+        ],
         preferences=[preference(5, 2, "1", updated=switched_on, count=1)],
     ).build(tmp_path / "crm.db")
 
@@ -519,17 +610,24 @@ def test_after_an_admin_switched_it_off_only_rows_since_then_are_marked(tmp_path
     backdate_run(path, 1, now - timedelta(days=10))
     switched_off = now - timedelta(days=5)
     (pref,) = system_rows(path)
-    execute(path, f"UPDATE UserPreference SET prefvalue = '0', updated = '{ts(switched_off)}', "
-            f"updatedCount = 1 WHERE userpreference_id = {pref['userpreference_id']}")
+    execute(
+        path,
+        f"UPDATE UserPreference SET prefvalue = '0', updated = '{ts(switched_off)}', "
+        f"updatedCount = 1 WHERE userpreference_id = {pref['userpreference_id']}",
+    )
     while_on = now - timedelta(days=7)
     since_off = now - timedelta(days=3)
-    insert(path, "appointment", [
-        *invite_meeting(2000, while_on, 600),  # registered while it was on: left alone
-        *invite_meeting(2100, since_off, 601),  # registered while it was off: marked
-        *invite_meeting(2200, since_off, 602, warning=4),  # marked except the warned master
-        appointment(2300, 2300, 1, registered=since_off),  # internal only
-        appointment(2301, 2300, 2, registered=since_off),
-    ])
+    insert(
+        path,
+        "appointment",
+        [
+            *invite_meeting(2000, while_on, 600),  # registered while it was on: left alone
+            *invite_meeting(2100, since_off, 601),  # registered while it was off: marked
+            *invite_meeting(2200, since_off, 602, warning=4),  # marked except the warned master
+            appointment(2300, 2300, 1, registered=since_off),  # internal only
+            appointment(2301, 2300, 2, registered=since_off),
+        ],
+    )
     before = dump(path, "appointment")
 
     second = upgrade(path, acting_associate_id=ACTING)
@@ -541,10 +639,14 @@ def test_after_an_admin_switched_it_off_only_rows_since_then_are_marked(tmp_path
     expected = invite_rows_to_mark(before, until=when, start=ts(switched_off))
     assert expected == {2100, 2101, 2102, 2201, 2202}
     assert_marked_exactly(before, dump(path, "appointment"), expected, when)
-    assert sorted(r["record_id"] for r in query(
-        path, "SELECT record_id FROM setup_tool_previous_value pv JOIN setup_tool_step s "
-        "ON s.step_row_id = pv.step_row_id WHERE s.run_id = 2 AND table_name = 'appointment'"
-    )) == sorted(expected)
+    assert sorted(
+        r["record_id"]
+        for r in query(
+            path,
+            "SELECT record_id FROM setup_tool_previous_value pv JOIN setup_tool_step s "
+            "ON s.step_row_id = pv.step_row_id WHERE s.run_id = 2 AND table_name = 'appointment'",
+        )
+    ) == sorted(expected)
     assert system_rows(path)[0]["prefvalue"] == "1"
 
 
@@ -571,8 +673,12 @@ def test_synchronizer_installed_later(demo_db: Path) -> None:
 
     assert without.exit_code == ExitCode.DONE and without.outcome == "nothing_to_do"
     assert {s.id: s.decision for s in without.plan.steps} == {
-        "gate": "done", "preference": "skip", "overrides": "skip", "mark_invites": "skip",
-        "synchronizer_check": "skip"}
+        "gate": "done",
+        "preference": "skip",
+        "overrides": "skip",
+        "mark_invites": "skip",
+        "synchronizer_check": "skip",
+    }
     assert "No synchronizer" in steps_of(without)["mark_invites"].reason
     assert whole_database(demo_db) == state and run_rows(demo_db) == []
 
@@ -580,6 +686,7 @@ def test_synchronizer_installed_later(demo_db: Path) -> None:
 
     when = run_time(demo_db, later.run_id)
     expected = invite_rows_to_mark(state["appointment"], until=when)
-    assert_marked_exactly(state["appointment"], dump(demo_db, "appointment"), expected, when,
-                          acting=0)
+    assert_marked_exactly(
+        state["appointment"], dump(demo_db, "appointment"), expected, when, acting=0
+    )
     assert system_rows(demo_db)[0]["prefvalue"] == "1"

@@ -52,9 +52,15 @@ def marked(path: Path) -> set[int]:
 
 
 def changed_ids(path: Path, table: str) -> list[int]:
-    return [r["record_id"] for r in query(
-        path, "SELECT record_id FROM setup_tool_previous_value WHERE table_name = ? "
-        "ORDER BY record_id", [table])]
+    return [
+        r["record_id"]
+        for r in query(
+            path,
+            "SELECT record_id FROM setup_tool_previous_value WHERE table_name = ? "
+            "ORDER BY record_id",
+            [table],
+        )
+    ]
 
 
 def test_undo_restores_every_value_and_tells_travel(make_demo: Callable[..., Path]) -> None:
@@ -63,8 +69,10 @@ def test_undo_restores_every_value_and_tells_travel(make_demo: Callable[..., Pat
     sequence = by_id(dump(path, "sequence"), "id")
     result = upgrade(path, fix_overrides=True, acting_associate_id=ACTING)
     changed = changed_ids(path, "appointment")
-    inserted = next(r["record_id"] for r in query(
-        path, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1"))
+    inserted = next(
+        r["record_id"]
+        for r in query(path, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1")
+    )
     assert len(changed) > 10 and dump(path, "appointment") != appointments
     log_start = next_id(path, "traveltransactionlog")
 
@@ -79,16 +87,24 @@ def test_undo_restores_every_value_and_tells_travel(make_demo: Callable[..., Pat
     for seq_id, row in after.items():
         grew = {"UserPreference": 1, "traveltransactionlog": len(changed) + 2 + len(changed) + 2}
         assert row["next_id"] == sequence[seq_id]["next_id"] + grew.get(row["TableName"], 0)
-    logged = query(path, "SELECT * FROM traveltransactionlog WHERE traveltransactionlog_id >= ? "
-                   "ORDER BY traveltransactionlog_id", [log_start])
-    assert [r["traveltransactionlog_id"] for r in logged] == \
-        list(range(log_start, log_start + len(changed) + 2))
+    logged = query(
+        path,
+        "SELECT * FROM traveltransactionlog WHERE traveltransactionlog_id >= ? "
+        "ORDER BY traveltransactionlog_id",
+        [log_start],
+    )
+    assert [r["traveltransactionlog_id"] for r in logged] == list(
+        range(log_start, log_start + len(changed) + 2)
+    )
     assert sorted((r["type"], r["tablenumber"], r["record_id"]) for r in logged) == sorted(
-        [(4608, 9, i) for i in changed] + [(4864, 56, inserted), (4608, 56, 19)])
+        [(4608, 9, i) for i in changed] + [(4864, 56, inserted), (4608, 56, 19)]
+    )
     assert {(r["associate_id"], r["flags"]) for r in logged} == {(UNDOER, 2)}
     runs = run_rows(path)
     assert [(r["run_id"], r["mode"], r["undone_by_run_id"]) for r in runs] == [
-        (1, "upgrade", 2), (2, "undo", None)]
+        (1, "upgrade", 2),
+        (2, "undo", None),
+    ]
     assert (runs[1]["status"], runs[1]["exit_code"]) == ("completed", 0)
 
 
@@ -109,8 +125,12 @@ def test_rows_changed_since_are_left_alone_and_reported(demo_db: Path) -> None:
     result = upgrade(demo_db, fix_overrides=True)
     changed = changed_ids(demo_db, "appointment")
     edited, deleted = changed[3], changed[5]
-    (new_pref,) = [r["record_id"] for r in query(
-        demo_db, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1")]
+    (new_pref,) = [
+        r["record_id"]
+        for r in query(
+            demo_db, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1"
+        )
+    ]
     someone = ts(datetime.fromisoformat(run_time(demo_db, result.run_id)) + timedelta(hours=1))
     execute(
         demo_db,
@@ -131,19 +151,25 @@ def test_rows_changed_since_are_left_alone_and_reported(demo_db: Path) -> None:
     undone = run_undo(demo_db)
 
     assert undone.exit_code == ExitCode.ACTION_REQUIRED and int(undone.exit_code) == 4
-    assert sorted(undone.conflicts) == sorted([
-        f"appointment {edited}", f"appointment {deleted}",
-        f"UserPreference {new_pref} (changed since it was added)",
-        "UserPreference 19 (changed since)"])
+    assert sorted(undone.conflicts) == sorted(
+        [
+            f"appointment {edited}",
+            f"appointment {deleted}",
+            f"UserPreference {new_pref} (changed since it was added)",
+            "UserPreference 19 (changed since)",
+        ]
+    )
     assert undone.restored == len(changed) - 2 and undone.removed == 0
     now = by_id(dump(demo_db, "appointment"))
     assert now[edited] == edited_row and deleted not in now
-    assert {i: r for i, r in now.items() if i != edited} == \
-        {i: r for i, r in appointments.items() if i not in (edited, deleted)}
+    assert {i: r for i, r in now.items() if i != edited} == {
+        i: r for i, r in appointments.items() if i not in (edited, deleted)
+    }
     after = by_id(prefs(demo_db), "userpreference_id")
     assert after[new_pref] == edited_prefs[new_pref] and after[19] == edited_prefs[19]
-    assert {i: r for i, r in after.items() if i not in (new_pref, 19)} == \
-        {i: r for i, r in preferences.items() if i != 19}
+    assert {i: r for i, r in after.items() if i not in (new_pref, 19)} == {
+        i: r for i, r in preferences.items() if i != 19
+    }
     assert run_rows(demo_db)[-1]["outcome"] == "action_required"
 
 
@@ -156,8 +182,7 @@ def test_undo_twice_changes_nothing_more(demo_db: Path) -> None:
 
     second = run_undo(demo_db)
 
-    assert (second.undone_runs, second.restored, second.removed, second.conflicts) == \
-        ([], 0, 0, [])
+    assert (second.undone_runs, second.restored, second.removed, second.conflicts) == ([], 0, 0, [])
     assert second.undo_run_id is None and second.exit_code == ExitCode.DONE
     assert (dump(demo_db, "appointment"), prefs(demo_db), dump(demo_db, "sequence")) == state
     assert len(run_rows(demo_db)) == 2
@@ -181,10 +206,17 @@ def test_undo_one_run_only(demo_db: Path) -> None:
     now = datetime.fromisoformat(run_time(demo_db, 1))
     backdate_run(demo_db, 1, now - timedelta(days=10))
     switched_off = ts(now - timedelta(days=5))
-    (pref_id,) = [r["record_id"] for r in query(
-        demo_db, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1")]
-    execute(demo_db, f"UPDATE UserPreference SET prefvalue = '0', updated = '{switched_off}', "
-            f"updatedCount = 1 WHERE userpreference_id = {pref_id}")
+    (pref_id,) = [
+        r["record_id"]
+        for r in query(
+            demo_db, "SELECT record_id FROM setup_tool_previous_value WHERE inserted = 1"
+        )
+    ]
+    execute(
+        demo_db,
+        f"UPDATE UserPreference SET prefvalue = '0', updated = '{switched_off}', "
+        f"updatedCount = 1 WHERE userpreference_id = {pref_id}",
+    )
     insert(demo_db, "appointment", invite_meeting(900_000, now - timedelta(days=3), 60))
     between = (dump(demo_db, "appointment"), prefs(demo_db))
     second = upgrade(demo_db, fix_overrides=True)  # run 2: those three rows, the pref, row 19
@@ -199,11 +231,13 @@ def test_undo_one_run_only(demo_db: Path) -> None:
 
     rest = run_undo(demo_db)
 
-    assert rest.undone_runs == [1] and rest.conflicts == [f"UserPreference {pref_id} (changed "
-                                                           "since it was added)"]
+    assert rest.undone_runs == [1] and rest.conflicts == [
+        f"UserPreference {pref_id} (changed since it was added)"
+    ]
     new_rows = {900_000, 900_001, 900_002}
-    assert [r for r in dump(demo_db, "appointment") if r["appointment_id"] not in new_rows] == \
-        original[0]
+    assert [
+        r for r in dump(demo_db, "appointment") if r["appointment_id"] not in new_rows
+    ] == original[0]
 
 
 def marked_in(rows: list[dict[str, Any]]) -> set[int]:
@@ -228,16 +262,23 @@ def test_undo_then_upgrade_again_converges(demo_db: Path, tmp_path: Path) -> Non
     now = {r["userpreference_id"]: r for r in prefs(demo_db)}
     was = {r["userpreference_id"]: r for r in first_prefs}
     assert inserted_id in was and inserted_id not in now and inserted_id + 1 in now
-    assert {k: v for k, v in now[inserted_id + 1].items()
-            if k not in ("userpreference_id", "registered")} == \
-        {k: v for k, v in was[inserted_id].items() if k not in ("userpreference_id", "registered")}
+    assert {
+        k: v
+        for k, v in now[inserted_id + 1].items()
+        if k not in ("userpreference_id", "registered")
+    } == {k: v for k, v in was[inserted_id].items() if k not in ("userpreference_id", "registered")}
 
 
 def changed_ids_of_run(path: Path, run_id: int) -> list[int]:
-    return [r["record_id"] for r in query(
-        path, "SELECT record_id FROM setup_tool_previous_value pv JOIN setup_tool_step s ON "
-        "s.step_row_id = pv.step_row_id WHERE s.run_id = ? AND table_name = 'appointment'",
-        [run_id])]
+    return [
+        r["record_id"]
+        for r in query(
+            path,
+            "SELECT record_id FROM setup_tool_previous_value pv JOIN setup_tool_step s ON "
+            "s.step_row_id = pv.step_row_id WHERE s.run_id = ? AND table_name = 'appointment'",
+            [run_id],
+        )
+    ]
 
 
 def test_undo_after_an_interrupted_and_resumed_run(make_demo: Callable[..., Path]) -> None:
@@ -261,8 +302,11 @@ def test_a_failed_undo_is_recorded_and_running_it_again_finishes(
     upgrade(path, fix_overrides=True)
     inserted = next_id(path, "UserPreference") - 1
     # The appointments are restored first; removing the added preference row then fails.
-    execute(path, f"CREATE TRIGGER refuse BEFORE DELETE ON UserPreference WHEN "
-            f"OLD.userpreference_id = {inserted} BEGIN SELECT RAISE(ABORT, 'injected'); END")
+    execute(
+        path,
+        f"CREATE TRIGGER refuse BEFORE DELETE ON UserPreference WHEN "
+        f"OLD.userpreference_id = {inserted} BEGIN SELECT RAISE(ABORT, 'injected'); END",
+    )
 
     with pytest.raises(DBAPIError, match="injected"):
         run_undo(path)
@@ -271,8 +315,9 @@ def test_a_failed_undo_is_recorded_and_running_it_again_finishes(
     assert (undo_run["mode"], undo_run["status"], undo_run["exit_code"]) == ("undo", "failed", 1)
     assert run_rows(path)[0]["undone_by_run_id"] is None  # not undone yet: it can be retried
     assert dump(path, "appointment") == original[0]
-    assert [r["userpreference_id"] for r in prefs(path)] == \
-        sorted([r["userpreference_id"] for r in original[1]] + [inserted])
+    assert [r["userpreference_id"] for r in prefs(path)] == sorted(
+        [r["userpreference_id"] for r in original[1]] + [inserted]
+    )
 
     execute(path, "DROP TRIGGER refuse")
     again = run_undo(path)
@@ -299,5 +344,6 @@ def test_undo_of_an_interrupted_run_then_a_fresh_upgrade(
     again = upgrade(path, fix_overrides=True)  # no resume of the undone marking: a fresh start
     steps = {s.id: s for s in again.plan.steps}
     assert "resumes" not in steps["mark_invites"].reason.lower()
-    assert normalised(dump(path, "appointment"), [run_time(path, 3)]) == \
-        normalised(dump(reference, "appointment"), [run_time(reference, 1)])
+    assert normalised(dump(path, "appointment"), [run_time(path, 3)]) == normalised(
+        dump(reference, "appointment"), [run_time(reference, 1)]
+    )

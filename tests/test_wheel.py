@@ -18,9 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (built,) = out.glob("setup_tool-*.whl")
     return built
@@ -30,9 +42,20 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return target
 
@@ -54,24 +77,46 @@ def test_wheel_lists_migrations_templates_and_data(wheel: Path) -> None:
 def _run(installed: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # The wheel's copy first on the path; run from a folder with no source tree in sight.
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    return subprocess.run([sys.executable, "-m", "setup_tool", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "setup_tool", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_installed_wheel_upgrades_a_demo_database(installed: Path, tmp_path: Path) -> None:
     probe = subprocess.run(
-        [sys.executable, "-c", "import setup_tool.resources as r; print(r.__file__); "
-         "print(r.migrations_dir()); print(r.templates_dir())"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)},
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import setup_tool.resources as r; print(r.__file__); "
+            "print(r.migrations_dir()); print(r.templates_dir())",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     module, migrations, templates = probe.stdout.split()
     for path in (module, migrations, templates):
         assert path.startswith(str(installed)), f"{path} is not from the installed wheel"
 
     assert _run(installed, tmp_path, "demo", "crm.db", "--appointments", "400").returncode == 0
-    result = _run(installed, tmp_path, "upgrade", "--database-url", "sqlite:///crm.db",
-                  "--unattended", "--fix-overrides", "--report", "report.html")
+    result = _run(
+        installed,
+        tmp_path,
+        "upgrade",
+        "--database-url",
+        "sqlite:///crm.db",
+        "--unattended",
+        "--fix-overrides",
+        "--report",
+        "report.html",
+    )
     assert result.returncode == 0, result.stderr
     assert "<html" in (tmp_path / "report.html").read_text(encoding="utf-8").lower()
     with sqlite3.connect(tmp_path / "crm.db") as db:

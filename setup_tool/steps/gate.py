@@ -9,7 +9,7 @@ STEP_ID = "gate"
 TITLE = "SuperOffice is 8.5 R10 or newer"
 SUPPLY_VERSION = (
     "Give the version with --superoffice-version (environment SETUP_TOOL_SUPEROFFICE_VERSION, "
-    "answer-file key superoffice-version), e.g. --superoffice-version \"8.5 R10\"."
+    'answer-file key superoffice-version), e.g. --superoffice-version "8.5 R10".'
 )
 
 
@@ -19,10 +19,21 @@ def plan(findings: Findings) -> StepPlan:
     if status == "ok" and version is not None:
         return StepPlan(STEP_ID, TITLE, "done", f"SuperOffice {version.label()} supports invites.")
     if status == "too_old" and version is not None:
-        return StepPlan(STEP_ID, TITLE, "blocked",
-                        f"SuperOffice {version.label()} is older than 8.5 R10: upgrade SuperOffice "
-                        "first. Nothing was changed.")
-    found = f"{version.label()}: the release cannot be told from the build" if version else \
-        "no version row this tool can read"
-    return StepPlan(STEP_ID, TITLE, "blocked",
-                    f"The SuperOffice version is undetermined ({found}). {SUPPLY_VERSION}")
+        return StepPlan(
+            STEP_ID,
+            TITLE,
+            "blocked",
+            f"SuperOffice {version.label()} is older than 8.5 R10: upgrade SuperOffice "
+            "first. Nothing was changed.",
+        )
+    found = (
+        f"{version.label()}: the release cannot be told from the build"
+        if version
+        else "no version row this tool can read"
+    )
+    return StepPlan(
+        STEP_ID,
+        TITLE,
+        "blocked",
+        f"The SuperOffice version is undetermined ({found}). {SUPPLY_VERSION}",
+    )

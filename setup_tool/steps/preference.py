@@ -38,17 +38,26 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
         return StepPlan(STEP_ID, TITLE, "skip", NO_SYNC)
     if not pref.system:
         next_id = _next_id(conn, ctx.tables)
-        return StepPlan(STEP_ID, TITLE, "change",
-                        "No system-wide row exists: insert one (deflevel 2, owner 0) saying "
-                        f"{pref.encoding.on!r}.", rows=1, sample_ids=[next_id],
-                        sql=[render_sql(reserve_ids_statement(ctx.tables, TABLE_NAME, 1),
-                                        ctx.dialect),
-                             render_sql(insert_statement(ctx, next_id), ctx.dialect)])
+        return StepPlan(
+            STEP_ID,
+            TITLE,
+            "change",
+            "No system-wide row exists: insert one (deflevel 2, owner 0) saying "
+            f"{pref.encoding.on!r}.",
+            rows=1,
+            sample_ids=[next_id],
+            sql=[
+                render_sql(reserve_ids_statement(ctx.tables, TABLE_NAME, 1), ctx.dialect),
+                render_sql(insert_statement(ctx, next_id), ctx.dialect),
+            ],
+        )
     off = [r for r in pref.system if r.on is not True]
     step = _switch_on_plan(ctx, STEP_ID, TITLE, off, "the system-wide row")
     if len(pref.system) > 1:
-        step.warnings.append(f"{len(pref.system)} system-wide rows exist for this preference "
-                             "(the index is not unique); all of them are kept on.")
+        step.warnings.append(
+            f"{len(pref.system)} system-wide rows exist for this preference "
+            "(the index is not unique); all of them are kept on."
+        )
     return step
 
 
@@ -59,10 +68,15 @@ def _switch_on_plan(
         return StepPlan(step_id, title, "done", f"Already on in {what}.")
     ids = [r.id for r in rows]
     values = ", ".join(f"row {r.id} = {r.value!r}" for r in rows)
-    return StepPlan(step_id, title, "change",
-                    f"Set {what} to {ctx.findings.preference.encoding.on!r} ({values}).",
-                    rows=len(rows), sample_ids=ids,
-                    sql=[render_sql(switch_on_statement(ctx, ids), ctx.dialect)])
+    return StepPlan(
+        step_id,
+        title,
+        "change",
+        f"Set {what} to {ctx.findings.preference.encoding.on!r} ({values}).",
+        rows=len(rows),
+        sample_ids=ids,
+        sql=[render_sql(switch_on_statement(ctx, ids), ctx.dialect)],
+    )
 
 
 def plan_overrides(ctx: StepContext) -> StepPlan:
@@ -71,25 +85,34 @@ def plan_overrides(ctx: StepContext) -> StepPlan:
         return StepPlan(OVERRIDES_ID, OVERRIDES_TITLE, "skip", NO_SYNC)
     off = pref.overrides_off
     if not off or ctx.settings.fix_overrides:
-        return _switch_on_plan(ctx, OVERRIDES_ID, OVERRIDES_TITLE, off,
-                               "the database, group and individual rows")
-    listed = "; ".join(f"row {r.id} ({r.level_name}, owner {r.owner_id}) = {r.value!r}"
-                       for r in off)
+        return _switch_on_plan(
+            ctx, OVERRIDES_ID, OVERRIDES_TITLE, off, "the database, group and individual rows"
+        )
+    listed = "; ".join(
+        f"row {r.id} ({r.level_name}, owner {r.owner_id}) = {r.value!r}" for r in off
+    )
     return StepPlan(
-        OVERRIDES_ID, OVERRIDES_TITLE, "skip",
+        OVERRIDES_ID,
+        OVERRIDES_TITLE,
+        "skip",
         f"{len(off)} row(s) switch Diary Synchronizer Active off for some users and are left as "
         "they are; run again with --fix-overrides to switch them on.",
-        sample_ids=[r.id for r in off], warnings=[f"Left off: {listed}."], action_required=True,
+        sample_ids=[r.id for r in off],
+        warnings=[f"Left off: {listed}."],
+        action_required=True,
     )
 
 
 def _next_id(conn: Connection, tables: SuperOfficeTables) -> int:
     seq = tables.sequence
-    value = conn.execute(select(seq.c.next_id).where(
-        func.lower(seq.c.TableName) == TABLE_NAME.lower())).scalar()
+    value = conn.execute(
+        select(seq.c.next_id).where(func.lower(seq.c.TableName) == TABLE_NAME.lower())
+    ).scalar()
     if value is None:
-        raise SetupToolError("The sequence table has no row for UserPreference, so a new "
-                             "preference row cannot get an id SuperOffice will respect.")
+        raise SetupToolError(
+            "The sequence table has no row for UserPreference, so a new "
+            "preference row cannot get an id SuperOffice will respect."
+        )
     return int(value)
 
 
@@ -102,10 +125,18 @@ def insert_statement(ctx: StepContext, new_id: SqlValue, now: SqlValue | None = 
     # maxlevel: copy what this preference's other rows say; a global preference otherwise.
     maxlevel = max((r.maxlevel for r in pref.rows), default=SYSTEM_LEVEL)
     return up.insert().values(
-        userpreference_id=new_id, deflevel=SYSTEM_LEVEL, maxlevel=maxlevel, owner_id=0,
-        prefsection=DIARY_SYNC[0], prefkey=DIARY_SYNC[1], prefvalue=pref.encoding.on,
-        registered=ctx.now if now is None else now, registered_associate_id=ctx.settings.acting_associate_id,
-        updated=NEVER, updated_associate_id=0, updatedCount=0,
+        userpreference_id=new_id,
+        deflevel=SYSTEM_LEVEL,
+        maxlevel=maxlevel,
+        owner_id=0,
+        prefsection=DIARY_SYNC[0],
+        prefkey=DIARY_SYNC[1],
+        prefvalue=pref.encoding.on,
+        registered=ctx.now if now is None else now,
+        registered_associate_id=ctx.settings.acting_associate_id,
+        updated=NEVER,
+        updated_associate_id=0,
+        updatedCount=0,
     )
 
 
@@ -114,27 +145,54 @@ def switch_on_statement(ctx: StepContext, ids: list[int], now: SqlValue | None =
     return (
         update(up)
         .where(up.c.userpreference_id.in_(ids))
-        .values(prefvalue=ctx.findings.preference.encoding.on,
-                updated=ctx.now if now is None else now,
-                updated_associate_id=ctx.settings.acting_associate_id,
-                updatedCount=next_updated_count(up.c.updatedCount))
+        .values(
+            prefvalue=ctx.findings.preference.encoding.on,
+            updated=ctx.now if now is None else now,
+            updated_associate_id=ctx.settings.acting_associate_id,
+            updatedCount=next_updated_count(up.c.updatedCount),
+        )
     )
 
 
-def record_statement(books: Bookkeeping, tables: SuperOfficeTables, step_row_id: SqlValue,
-                     ids: list[int], now: SqlValue) -> Insert:
+def record_statement(
+    books: Bookkeeping,
+    tables: SuperOfficeTables,
+    step_row_id: SqlValue,
+    ids: list[int],
+    now: SqlValue,
+) -> Insert:
     up = tables.userpreference
     pv = books.previous_value
     rows = select(
-        sql_value(step_row_id), literal(1), literal(TABLE_NAME), up.c.userpreference_id, literal(0),
-        up.c.prefvalue, up.c.updated, up.c.updated_associate_id, up.c.updatedCount,
-        next_updated_count(up.c.updatedCount), sql_value(now),
+        sql_value(step_row_id),
+        literal(1),
+        literal(TABLE_NAME),
+        up.c.userpreference_id,
+        literal(0),
+        up.c.prefvalue,
+        up.c.updated,
+        up.c.updated_associate_id,
+        up.c.updatedCount,
+        next_updated_count(up.c.updatedCount),
+        sql_value(now),
     ).where(up.c.userpreference_id.in_(ids))
-    columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "prefvalue",
-               "updated", "updated_associate_id", "updated_count", "new_updated_count",
-               "new_updated"]
-    return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
-        preserve_rowcount=True
+    columns = [
+        "step_row_id",
+        "batch_no",
+        "table_name",
+        "record_id",
+        "inserted",
+        "prefvalue",
+        "updated",
+        "updated_associate_id",
+        "updated_count",
+        "new_updated_count",
+        "new_updated",
+    ]
+    return (
+        pv.insert()
+        .from_select([pv.c[name] for name in columns], rows)
+        .execution_options(preserve_rowcount=True)
     )
 
 
@@ -153,24 +211,41 @@ def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
                 _switch_on(ctx, conn, step_row_id, planned.sample_ids)
         if planned.id == STEP_ID:
             run = ctx.books.run
-            conn.execute(update(run).where(run.c.run_id == ctx.run_id)
-                         .values(preference_on_at=ctx.now))
+            conn.execute(
+                update(run).where(run.c.run_id == ctx.run_id).values(preference_on_at=ctx.now)
+            )
     return planned
 
 
 def _step_row(ctx: StepContext, conn: Connection, planned: StepPlan) -> int:
-    result = conn.execute(ctx.books.step.insert().values(
-        run_id=ctx.run_id, step_key=planned.id, status="completed", rows_planned=planned.rows,
-        rows_changed=planned.rows, batches_done=1, started_at=ctx.now, finished_at=ctx.now))
+    result = conn.execute(
+        ctx.books.step.insert().values(
+            run_id=ctx.run_id,
+            step_key=planned.id,
+            status="completed",
+            rows_planned=planned.rows,
+            rows_changed=planned.rows,
+            batches_done=1,
+            started_at=ctx.now,
+            finished_at=ctx.now,
+        )
+    )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def _insert(ctx: StepContext, conn: Connection, step_row_id: int) -> None:
     new_id = reserve_ids(conn, ctx.tables, TABLE_NAME, 1)
     conn.execute(insert_statement(ctx, new_id))
-    conn.execute(ctx.books.previous_value.insert().values(
-        step_row_id=step_row_id, batch_no=1, table_name=TABLE_NAME, record_id=new_id, inserted=1,
-        new_updated_count=0))
+    conn.execute(
+        ctx.books.previous_value.insert().values(
+            step_row_id=step_row_id,
+            batch_no=1,
+            table_name=TABLE_NAME,
+            record_id=new_id,
+            inserted=1,
+            new_updated_count=0,
+        )
+    )
     _log(ctx, conn, [new_id], INSERTED)
 
 
@@ -178,8 +253,10 @@ def _switch_on(ctx: StepContext, conn: Connection, step_row_id: int, ids: list[i
     conn.execute(record_statement(ctx.books, ctx.tables, step_row_id, ids, ctx.now))
     changed = conn.execute(switch_on_statement(ctx, ids)).rowcount
     if changed != len(ids):
-        raise SetupToolError(f"Expected to switch on {len(ids)} preference rows, found {changed}: "
-                             "someone changed them meanwhile. Rolled back; run again.")
+        raise SetupToolError(
+            f"Expected to switch on {len(ids)} preference rows, found {changed}: "
+            "someone changed them meanwhile. Rolled back; run again."
+        )
     _log(ctx, conn, ids, UPDATED)
 
 
@@ -188,5 +265,13 @@ def _log(ctx: StepContext, conn: Connection, ids: list[int], kind: int) -> None:
         return
     up = ctx.tables.userpreference
     record_ids = select(up.c.userpreference_id).where(up.c.userpreference_id.in_(ids))
-    log_changes(conn, ctx.tables, TABLE_NAME, record_ids, len(ids), kind=kind,
-                associate_id=ctx.settings.acting_associate_id, now=ctx.now)
+    log_changes(
+        conn,
+        ctx.tables,
+        TABLE_NAME,
+        record_ids,
+        len(ids),
+        kind=kind,
+        associate_id=ctx.settings.acting_associate_id,
+        now=ctx.now,
+    )

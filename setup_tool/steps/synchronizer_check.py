@@ -16,14 +16,25 @@ def plan(findings: Findings) -> StepPlan:
     if sync.in_use is not True:
         return StepPlan(STEP_ID, TITLE, "skip", "No synchronizer in use.")
     if sync.version is None:
-        return StepPlan(STEP_ID, TITLE, "blocked",
-                        f"The synchronizer's version is unknown. The data is protected, but users "
-                        f"must not send SuperOffice invites until the synchronizer is confirmed to "
-                        f"be {minimum} or newer.", action_required=True)
+        return StepPlan(
+            STEP_ID,
+            TITLE,
+            "blocked",
+            f"The synchronizer's version is unknown. The data is protected, but users "
+            f"must not send SuperOffice invites until the synchronizer is confirmed to "
+            f"be {minimum} or newer.",
+            action_required=True,
+        )
     if sync.status == "too_old":
-        return StepPlan(STEP_ID, TITLE, "blocked",
-                        f"Synchronizer {sync.version.label()} is older than {minimum}. The data is "
-                        f"protected, but install synchronizer {minimum} or newer before users send "
-                        "SuperOffice invites.", action_required=True)
-    return StepPlan(STEP_ID, TITLE, "done",
-                    f"Synchronizer {sync.version.label()} handles SuperOffice invites.")
+        return StepPlan(
+            STEP_ID,
+            TITLE,
+            "blocked",
+            f"Synchronizer {sync.version.label()} is older than {minimum}. The data is "
+            f"protected, but install synchronizer {minimum} or newer before users send "
+            "SuperOffice invites.",
+            action_required=True,
+        )
+    return StepPlan(
+        STEP_ID, TITLE, "done", f"Synchronizer {sync.version.label()} handles SuperOffice invites."
+    )
