@@ -28,6 +28,7 @@ from setup_tool.preferences import (
     bool_values_in_use,
     detect_encoding,
     effective_system_value,
+    individual_names,
     preference_rows,
     system_rows,
 )
@@ -221,7 +222,8 @@ def detect_preference(conn: Connection, tables: SuperOfficeTables) -> Preference
     rows = preference_rows(conn, tables, *DIARY_SYNC)
     own_bools = [r.value for r in rows if r.on is not None]
     encoding = detect_encoding(own_bools or bool_values_in_use(conn, tables))
-    evidence = [Evidence("UserPreference", row.describe()) for row in rows]
+    names = individual_names(conn, tables, rows)
+    evidence = [Evidence("UserPreference", row.describe(names.get(row.id))) for row in rows]
     if not rows:
         evidence.append(
             Evidence("UserPreference", "no Mail/DiarySynchronizerActive row at any level")
@@ -237,6 +239,7 @@ def detect_preference(conn: Connection, tables: SuperOfficeTables) -> Preference
         effective=effective_system_value(rows),
         encoding=encoding,
         evidence=evidence,
+        owner_names=names,
     )
 
 

@@ -55,6 +55,7 @@ class PreferenceFinding:
     effective: bool | None  # what a user without override gets; None: no row says
     encoding: BoolEncoding
     evidence: list[Evidence]
+    owner_names: dict[int, str] = field(default_factory=dict)  # row id -> the individual's name
 
     @property
     def overrides_off(self) -> list[PreferenceRow]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, null, select
 
 from setup_tool.schema import SuperOfficeTables
 
@@ -99,11 +99,43 @@ class PreferenceRow:
     def level_name(self) -> str:
         return LEVEL_NAMES.get(self.deflevel, f"level {self.deflevel}")
 
-    def describe(self) -> str:
+    def describe(self, owner_name: str | None = None) -> str:
         return (
             f"UserPreference row {self.id}: {self.section}/{self.key} = {self.value!r} "
-            f"({self.level_name} level {self.deflevel}, owner {self.owner_id})"
+            f"({self.level_name} level {self.deflevel}, {owner(self, owner_name)})"
         )
+
+
+def owner(row: PreferenceRow, name: str | None) -> str:
+    """'owner 3', or 'owner 3 (Jane Doe)' when the individual's name is known."""
+    return f"owner {row.owner_id} ({name})" if name else f"owner {row.owner_id}"
+
+
+INDIVIDUAL_LEVEL = 5
+
+
+def individual_names(
+    conn: Connection, tables: SuperOfficeTables, rows: list[PreferenceRow]
+) -> dict[int, str]:
+    """{row id: 'login: First Last'} for individual rows, from associate and person."""
+    individual = [r for r in rows if r.deflevel == INDIVIDUAL_LEVEL]
+    associate, person = tables.associate, tables.person
+    if not individual or associate is None:
+        return {}
+    if person is None:
+        query = select(associate.c.associate_id, associate.c.name, null(), null())
+    else:
+        query = select(
+            associate.c.associate_id, associate.c.name, person.c.firstname, person.c.lastname
+        ).outerjoin_from(associate, person, person.c.person_id == associate.c.person_id)
+    who = {}
+    owners = sorted({r.owner_id for r in individual})
+    for associate_id, login, first, last in conn.execute(
+        query.where(associate.c.associate_id.in_(owners))
+    ):
+        full = " ".join(part for part in (first, last) if part)
+        who[int(associate_id)] = f"{login}: {full}" if full else str(login)
+    return {r.id: who[r.owner_id] for r in individual if r.owner_id in who}
 
 
 def preference_rows(

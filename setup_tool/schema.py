@@ -157,6 +157,7 @@ class SuperOfficeTables:
     moduleowner: Table | None
     modulelicense: Table | None
     person: Table | None
+    associate: Table | None
 
 
 def validate_table_prefix(prefix: str | None) -> str | None:
@@ -220,6 +221,7 @@ def _build(tables: dict[str, Table | None], schema: str | None) -> SuperOfficeTa
         moduleowner=tables.get("ModuleOwner"),
         modulelicense=tables.get("ModuleLicense"),
         person=tables.get("person"),
+        associate=tables.get("associate"),
     )
 
 

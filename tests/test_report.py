@@ -752,3 +752,53 @@ def test_a_full_disk_is_named_as_such() -> None:
     assert error.message == (
         "Cannot write the file '/reports/r.html': the disk is full. Nothing was written there."
     )
+
+
+def test_hostile_values_from_the_database_never_run_in_the_browser(
+    browser: DevTools, demo_db: Path
+) -> None:
+    """Through the whole tool: values a user could type into SuperOffice reach the HTML report
+    escaped — a preference value, a ProductVersion string and a person's name."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from setup_tool.cli import cli
+
+    payload = (
+        "<script>window.__pwned=1;document.title='pwned'</script>\"'<img src=x onerror=alert(1)>"
+    )
+    with sqlite3.connect(demo_db) as db:
+        row_id, owner = db.execute(
+            "SELECT userpreference_id, owner_id FROM UserPreference WHERE deflevel = 5 "
+            "AND prefkey = 'DiarySynchronizerActive'"
+        ).fetchone()
+        db.execute(
+            "UPDATE UserPreference SET prefvalue = ? WHERE userpreference_id = ?", (payload, row_id)
+        )
+        db.execute(
+            "UPDATE ProductVersion SET comment = ?, version = ? WHERE ownerName = "
+            "'SuperOffice' AND version = '8.1 R03'",
+            (payload, payload),
+        )
+        db.execute(
+            "UPDATE person SET firstname = ? WHERE person_id = (SELECT person_id FROM "
+            "associate WHERE associate_id = ?)",
+            (payload, owner),
+        )
+    TEST_OUTPUT.mkdir(exist_ok=True)
+    page = TEST_OUTPUT / "report-from-database.html"
+    result = CliRunner().invoke(
+        cli,
+        ["upgrade", "--dry-run", "--database-url", f"sqlite:///{demo_db}", "--report", str(page)],
+    )
+    assert result.exit_code == 0, result.output
+    assert page.read_text().count("&lt;script&gt;window.__pwned") >= 3  # all three, as text
+
+    browser.open(page.as_uri())
+    state = json.loads(browser.evaluate(_PAGE_STATE))
+    (TEST_OUTPUT / "report-from-database.png").write_bytes(browser.screenshot())
+    assert state["pwned"] is False and state["title"] != "pwned"
+    assert state["scripts"] == 0
+    assert browser.errors() == []
+    assert browser.evaluate("document.body.innerText.split('window.__pwned=1').length - 1") >= 3

@@ -155,23 +155,39 @@ def count_invites(
 
     to_mark = and_(unwarned(a), in_window(a, window)) if window else literal(False)
     query = select(
-        func.count(func.distinct(a.c.mother_id)), func.count(),
-        flag(cw == NOT_IN_SYNC), flag(cw > NOT_IN_SYNC), flag(to_mark),
+        func.count(func.distinct(a.c.mother_id)),
+        func.count(),
+        flag(cw == NOT_IN_SYNC),
+        flag(cw > NOT_IN_SYNC),
+        flag(to_mark),
     ).where(in_a_meeting(a), invite_meeting(tables, a))
     meetings, rows, marked, other, pending = conn.execute(query).one()
-    evidence = [Evidence("appointment", f"{meetings} meetings with an external participant "
-                         f"(associate_id = 0, invitedPersonId <> 0), {rows} rows in them")]
+    evidence = [
+        Evidence(
+            "appointment",
+            f"{meetings} meetings with an external participant "
+            f"(associate_id = 0, invitedPersonId <> 0), {rows} rows in them",
+        )
+    ]
     if window:
-        evidence.append(Evidence("appointment", f"{pending} rows with cautionWarning 0 or NULL "
-                                 f"{window.describe()}"))
-    return InviteCounts(int(meetings), int(rows), int(marked), int(other), int(pending), window,
-                        evidence)
+        evidence.append(
+            Evidence(
+                "appointment", f"{pending} rows with cautionWarning 0 or NULL {window.describe()}"
+            )
+        )
+    return InviteCounts(
+        int(meetings), int(rows), int(marked), int(other), int(pending), window, evidence
+    )
 
 
 def sample_ids(conn: Connection, tables: SuperOfficeTables, window: MarkingWindow) -> list[int]:
     a = tables.appointment
-    query = (select(a.c.appointment_id).where(needs_marking(tables, window))
-             .order_by(a.c.appointment_id).limit(SAMPLE_SIZE))
+    query = (
+        select(a.c.appointment_id)
+        .where(needs_marking(tables, window))
+        .order_by(a.c.appointment_id)
+        .limit(SAMPLE_SIZE)
+    )
     return [int(i) for i in conn.execute(query).scalars()]
 
 
@@ -180,22 +196,31 @@ def remaining_of_unfinished(
 ) -> int:
     a = tables.appointment
     query = select(func.count()).where(
-        a.c.appointment_id > (unfinished.checkpoint_key or 0) if unfinished.checkpoint_key
+        a.c.appointment_id > (unfinished.checkpoint_key or 0)
+        if unfinished.checkpoint_key
         else literal(True),
-        in_a_meeting(a), unwarned(a), in_window(a, unfinished.window),
+        in_a_meeting(a),
+        unwarned(a),
+        in_window(a, unfinished.window),
         _staged(books, unfinished.step_row_id, a),
     )
-    staged = conn.execute(select(func.count()).where(
-        books.candidate.c.step_row_id == unfinished.step_row_id)).scalar_one()
+    staged = conn.execute(
+        select(func.count()).where(books.candidate.c.step_row_id == unfinished.step_row_id)
+    ).scalar_one()
     if staged == 0:  # it stopped before staging: the whole window is still to do
-        return int(conn.execute(select(func.count()).where(
-            needs_marking(tables, unfinished.window))).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).where(needs_marking(tables, unfinished.window))
+            ).scalar_one()
+        )
     return int(conn.execute(query).scalar_one())
 
 
 def _staged(books: Bookkeeping, step_row_id: SqlValue, row: Table) -> Exists:
     c = books.candidate
-    return exists().where(c.c.step_row_id == step_row_id, c.c.appointment_id == row.c.appointment_id)
+    return exists().where(
+        c.c.step_row_id == step_row_id, c.c.appointment_id == row.c.appointment_id
+    )
 
 
 # --- the statements ---------------------------------------------------------------------------
@@ -207,8 +232,12 @@ def stage_candidates_statement(
     a = tables.appointment
     c = books.candidate
     rows = select(sql_value(step_row_id), a.c.appointment_id).where(needs_marking(tables, window))
-    return c.insert().from_select([c.c.step_row_id, c.c.appointment_id], rows).execution_options(
-        preserve_rowcount=True  # INSERT ... SELECT rowcounts are only kept on request
+    return (
+        c.insert()
+        .from_select([c.c.step_row_id, c.c.appointment_id], rows)
+        .execution_options(
+            preserve_rowcount=True  # INSERT ... SELECT rowcounts are only kept on request
+        )
     )
 
 
@@ -219,8 +248,10 @@ def next_boundary_statement(
     c = books.candidate
     batch = (
         select(c.c.appointment_id)
-        .where(c.c.step_row_id == step_row_id,
-               c.c.appointment_id > (bindparam("lo") if lo is None else lo))
+        .where(
+            c.c.step_row_id == step_row_id,
+            c.c.appointment_id > (bindparam("lo") if lo is None else lo),
+        )
         .order_by(c.c.appointment_id)
         .limit(batch_size)
         .subquery("next_batch")
@@ -233,25 +264,54 @@ def _in_range(row: Table, lo: ColumnElement[int], hi: ColumnElement[int]) -> Col
 
 
 def record_batch_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: SqlValue,
-    lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int], now: SqlValue,
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    window: MarkingWindow,
+    step_row_id: SqlValue,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+    batch_no: ColumnElement[int],
+    now: SqlValue,
 ) -> Insert:
     """Previous values of the batch's rows, written before anything changes."""
     a = tables.appointment
     pv = books.previous_value
     rows = select(
-        sql_value(step_row_id), batch_no, literal("appointment"), a.c.appointment_id, literal(0),
-        a.c.cautionWarning, a.c.updated, a.c.updated_associate_id, a.c.updatedCount,
-        next_updated_count(a.c.updatedCount), sql_value(now),
+        sql_value(step_row_id),
+        batch_no,
+        literal("appointment"),
+        a.c.appointment_id,
+        literal(0),
+        a.c.cautionWarning,
+        a.c.updated,
+        a.c.updated_associate_id,
+        a.c.updatedCount,
+        next_updated_count(a.c.updatedCount),
+        sql_value(now),
     ).where(
-        _in_range(a, lo, hi), in_a_meeting(a), unwarned(a), in_window(a, window),
+        _in_range(a, lo, hi),
+        in_a_meeting(a),
+        unwarned(a),
+        in_window(a, window),
         _staged(books, step_row_id, a),
     )
-    columns = ["step_row_id", "batch_no", "table_name", "record_id", "inserted", "caution_warning",
-               "updated", "updated_associate_id", "updated_count", "new_updated_count",
-               "new_updated"]
-    return pv.insert().from_select([pv.c[name] for name in columns], rows).execution_options(
-        preserve_rowcount=True
+    columns = [
+        "step_row_id",
+        "batch_no",
+        "table_name",
+        "record_id",
+        "inserted",
+        "caution_warning",
+        "updated",
+        "updated_associate_id",
+        "updated_count",
+        "new_updated_count",
+        "new_updated",
+    ]
+    return (
+        pv.insert()
+        .from_select([pv.c[name] for name in columns], rows)
+        .execution_options(preserve_rowcount=True)
     )
 
 
@@ -263,26 +323,45 @@ def recorded_ids(
 
 
 def mark_batch_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, window: MarkingWindow, step_row_id: SqlValue,
-    lo: ColumnElement[int], hi: ColumnElement[int], batch_no: ColumnElement[int],
-    acting_associate_id: int, now: SqlValue,
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    window: MarkingWindow,
+    step_row_id: SqlValue,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+    batch_no: ColumnElement[int],
+    acting_associate_id: int,
+    now: SqlValue,
 ) -> Update:
     a = tables.appointment
     return (
         update(a)
-        .where(_in_range(a, lo, hi), in_a_meeting(a), unwarned(a), in_window(a, window),
-               a.c.appointment_id.in_(recorded_ids(books, step_row_id, batch_no)))
-        .values(cautionWarning=NOT_IN_SYNC, updated=now, updated_associate_id=acting_associate_id,
-                updatedCount=next_updated_count(a.c.updatedCount))
+        .where(
+            _in_range(a, lo, hi),
+            in_a_meeting(a),
+            unwarned(a),
+            in_window(a, window),
+            a.c.appointment_id.in_(recorded_ids(books, step_row_id, batch_no)),
+        )
+        .values(
+            cautionWarning=NOT_IN_SYNC,
+            updated=now,
+            updated_associate_id=acting_associate_id,
+            updatedCount=next_updated_count(a.c.updatedCount),
+        )
     )
 
 
 def checkpoint_statement(books: Bookkeeping, step_row_id: int) -> Update:
     s = books.step
     return (
-        update(s).where(s.c.step_row_id == step_row_id)
-        .values(checkpoint_key=bindparam("hi"), rows_changed=s.c.rows_changed + bindparam("n"),
-                batches_done=s.c.batches_done + 1)
+        update(s)
+        .where(s.c.step_row_id == step_row_id)
+        .values(
+            checkpoint_key=bindparam("hi"),
+            rows_changed=s.c.rows_changed + bindparam("n"),
+            batches_done=s.c.batches_done + 1,
+        )
     )
 
 
@@ -292,8 +371,12 @@ def checkpoint_statement(books: Bookkeeping, step_row_id: int) -> Update:
 def plan(ctx: StepContext, conn: Connection) -> StepPlan:
     findings = ctx.findings
     if findings.synchronizer.in_use is not True:
-        return StepPlan(STEP_ID, TITLE, "skip", "No synchronizer in use: nothing would "
-                        "duplicate invites, so no appointment is marked.")
+        return StepPlan(
+            STEP_ID,
+            TITLE,
+            "skip",
+            "No synchronizer in use: nothing would duplicate invites, so no appointment is marked.",
+        )
     unfinished = findings.history.unfinished
     window = findings.invites.window
     started = time.perf_counter()
@@ -302,24 +385,36 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
     samples = sample_ids(conn, ctx.tables, window) if window and findings.invites.to_mark else []
     reasons = []
     if unfinished:
-        reasons.append(f"resumes run {unfinished.run_id}'s marking: {resumed} rows left "
-                       f"({unfinished.window.describe()})")
+        reasons.append(
+            f"resumes run {unfinished.run_id}'s marking: {resumed} rows left "
+            f"({unfinished.window.describe()})"
+        )
     if window:
-        reasons.append(f"{findings.invites.to_mark} rows of meetings with external participants "
-                       f"{window.describe()} have cautionWarning 0 or NULL")
+        reasons.append(
+            f"{findings.invites.to_mark} rows of meetings with external participants "
+            f"{window.describe()} have cautionWarning 0 or NULL"
+        )
     else:
         reasons.append("Diary Synchronizer Active stayed on since the last run: no new rows")
     # An unfinished marking is resumed even with no row left: a stop after its last batch left
     # the step open, and only applying it completes the step and clears its candidates.
     step = StepPlan(
-        STEP_ID, TITLE, "change" if rows or unfinished else "done", _sentence("; ".join(reasons)),
-        rows=rows, sample_ids=samples, sql=marking_sql(ctx, window or MarkingWindow(None, ctx.now)),
-        estimate_seconds=round(2 * (time.perf_counter() - started)
-                               + rows / ASSUMED_ROWS_PER_SECOND, 1),
+        STEP_ID,
+        TITLE,
+        "change" if rows or unfinished else "done",
+        _sentence("; ".join(reasons)),
+        rows=rows,
+        sample_ids=samples,
+        sql=marking_sql(ctx, window or MarkingWindow(None, ctx.now)),
+        estimate_seconds=round(
+            2 * (time.perf_counter() - started) + rows / ASSUMED_ROWS_PER_SECOND, 1
+        ),
     )
     if findings.invites.other_warnings:
-        step.warnings.append(f"{findings.invites.other_warnings} invite rows carry another caution "
-                             "warning (2-5); they are kept as they are.")
+        step.warnings.append(
+            f"{findings.invites.other_warnings} invite rows carry another caution "
+            "warning (2-5); they are kept as they are."
+        )
     return step
 
 
@@ -338,8 +433,17 @@ def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:
     statements = [
         stage_candidates_statement(tables, books, step_row_id, window),
         record_batch_statement(tables, books, window, step_row_id, lo, hi, batch, ctx.now),
-        mark_batch_statement(tables, books, window, step_row_id, lo, hi, batch,
-                             ctx.settings.acting_associate_id, ctx.now),
+        mark_batch_statement(
+            tables,
+            books,
+            window,
+            step_row_id,
+            lo,
+            hi,
+            batch,
+            ctx.settings.acting_associate_id,
+            ctx.now,
+        ),
     ]
     return [render_sql(statement, ctx.dialect) for statement in statements]
 
@@ -367,10 +471,19 @@ def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
 def _open_step(ctx: StepContext, window: MarkingWindow) -> int:
     assert ctx.engine is not None
     with ctx.engine.begin() as conn:
-        result = conn.execute(ctx.books.step.insert().values(
-            run_id=ctx.run_id, step_key=STEP_ID, status="staging", rows_planned=0,
-            rows_changed=0, window_from=window.start, window_until=window.until,
-            batches_done=0, started_at=ctx.now))
+        result = conn.execute(
+            ctx.books.step.insert().values(
+                run_id=ctx.run_id,
+                step_key=STEP_ID,
+                status="staging",
+                rows_planned=0,
+                rows_changed=0,
+                window_from=window.start,
+                window_until=window.until,
+                batches_done=0,
+                started_at=ctx.now,
+            )
+        )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -381,8 +494,10 @@ def _resume_or_run(
     s = ctx.books.step
     with ctx.engine.connect() as conn:
         status, checkpoint, batches = conn.execute(
-            select(s.c.status, s.c.checkpoint_key, s.c.batches_done)
-            .where(s.c.step_row_id == step_row_id)).one()
+            select(s.c.status, s.c.checkpoint_key, s.c.batches_done).where(
+                s.c.step_row_id == step_row_id
+            )
+        ).one()
     if status == "staging":
         _stage(ctx, step_row_id, window)
     done = _run_batches(ctx, step_row_id, window, checkpoint, batches, done_before, total)
@@ -394,15 +509,24 @@ def _stage(ctx: StepContext, step_row_id: int, window: MarkingWindow) -> None:
     assert ctx.engine is not None
     s = ctx.books.step
     with ctx.engine.begin() as conn:  # the tool's own table: one transaction is fine
-        staged = conn.execute(stage_candidates_statement(ctx.tables, ctx.books, step_row_id,
-                                                         window)).rowcount
-        conn.execute(update(s).where(s.c.step_row_id == step_row_id)
-                     .values(status="marking", rows_planned=staged))
+        staged = conn.execute(
+            stage_candidates_statement(ctx.tables, ctx.books, step_row_id, window)
+        ).rowcount
+        conn.execute(
+            update(s)
+            .where(s.c.step_row_id == step_row_id)
+            .values(status="marking", rows_planned=staged)
+        )
 
 
 def _run_batches(
-    ctx: StepContext, step_row_id: int, window: MarkingWindow, checkpoint: int | None,
-    batch_no: int, done_before: int, total: int,
+    ctx: StepContext,
+    step_row_id: int,
+    window: MarkingWindow,
+    checkpoint: int | None,
+    batch_no: int,
+    done_before: int,
+    total: int,
 ) -> int:
     assert ctx.engine is not None
     lo = checkpoint if checkpoint is not None else -(2**31)
@@ -433,11 +557,20 @@ def _run_batch(
     tables, books = ctx.tables, ctx.books
     bounds = (literal(lo), literal(hi), literal(batch_no))
     with ctx.engine.begin() as conn:
-        recorded = conn.execute(record_batch_statement(tables, books, window, step_row_id,
-                                                       *bounds, ctx.now)).rowcount
-        changed = conn.execute(mark_batch_statement(
-            tables, books, window, step_row_id, *bounds, ctx.settings.acting_associate_id,
-            ctx.now)).rowcount
+        recorded = conn.execute(
+            record_batch_statement(tables, books, window, step_row_id, *bounds, ctx.now)
+        ).rowcount
+        changed = conn.execute(
+            mark_batch_statement(
+                tables,
+                books,
+                window,
+                step_row_id,
+                *bounds,
+                ctx.settings.acting_associate_id,
+                ctx.now,
+            )
+        ).rowcount
         if changed != recorded:
             raise SetupToolError(
                 f"Batch {batch_no} (appointment_id {lo + 1}..{hi}) changed {changed} rows but "
@@ -445,9 +578,16 @@ def _run_batch(
                 "Run the upgrade again; it resumes from the last complete batch.",
             )
         if ctx.findings.travel.enabled:
-            log_changes(conn, tables, "appointment",
-                        recorded_ids(books, step_row_id, literal(batch_no)), changed, kind=UPDATED,
-                        associate_id=ctx.settings.acting_associate_id, now=ctx.now)
+            log_changes(
+                conn,
+                tables,
+                "appointment",
+                recorded_ids(books, step_row_id, literal(batch_no)),
+                changed,
+                kind=UPDATED,
+                associate_id=ctx.settings.acting_associate_id,
+                now=ctx.now,
+            )
         conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
     return changed
 
@@ -456,6 +596,9 @@ def _complete(ctx: StepContext, step_row_id: int) -> None:
     assert ctx.engine is not None
     s, c = ctx.books.step, ctx.books.candidate
     with ctx.engine.begin() as conn:
-        conn.execute(update(s).where(s.c.step_row_id == step_row_id)
-                     .values(status="completed", finished_at=ctx.now))
+        conn.execute(
+            update(s)
+            .where(s.c.step_row_id == step_row_id)
+            .values(status="completed", finished_at=ctx.now)
+        )
         conn.execute(delete(c).where(c.c.step_row_id == step_row_id))

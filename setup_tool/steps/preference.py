@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Insert, Update, func, literal, select, update
 from setup_tool.bookkeeping import Bookkeeping
 from setup_tool.clock import NEVER
 from setup_tool.errors import SetupToolError
-from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow
+from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow, owner
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.sequence import reserve_ids, reserve_ids_statement
 from setup_tool.steps import (
@@ -88,8 +88,9 @@ def plan_overrides(ctx: StepContext) -> StepPlan:
         return _switch_on_plan(
             ctx, OVERRIDES_ID, OVERRIDES_TITLE, off, "the database, group and individual rows"
         )
+    names = pref.owner_names
     listed = "; ".join(
-        f"row {r.id} ({r.level_name}, owner {r.owner_id}) = {r.value!r}" for r in off
+        f"row {r.id} ({r.level_name}, {owner(r, names.get(r.id))}) = {r.value!r}" for r in off
     )
     return StepPlan(
         OVERRIDES_ID,
