@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from conftest import DEMO_NOW
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select, update
 from superoffice_databases import TargetDatabase
 
+from setup_tool.bookkeeping import Bookkeeping
 from setup_tool.cli import cli
 from setup_tool.connection import ConnectionSettings
 from setup_tool.database import open_database
@@ -20,6 +22,7 @@ from setup_tool.errors import InterruptedRun
 from setup_tool.host_probe import NoHostProbe
 from setup_tool.interaction import UnattendedInteraction
 from setup_tool.locking import run_lock
+from setup_tool.schema import reflect_tables
 from setup_tool.steps import UpgradeSettings
 from setup_tool.upgrade import run_upgrade
 
@@ -238,3 +241,73 @@ def test_a_smallint_updated_count_is_capped_where_the_column_ends(
     assert t.query(
         f"SELECT cautionWarning, updatedCount FROM {a} WHERE appointment_id = :id", id=victim
     ) == [(1, 32767)]
+
+
+def _meeting(master_id: int, registered: Any) -> list[dict[str, Any]]:
+    """A meeting with one internal and one external participant, as SuperOffice stores it."""
+    base = {
+        "contact_id": 1,
+        "person_id": 0,
+        "registered": registered,
+        "registered_associate_id": 1,
+        "updated": datetime(1900, 1, 1),
+        "updated_associate_id": 0,
+        "updatedCount": 0,
+        "type": 1,
+        "status": 1,
+        "mother_id": master_id,
+        "invitedPersonId": 0,
+        "emailId": 0,
+        "activeDate": registered,
+        "do_by": registered,
+        "endDate": registered,
+        "cautionWarning": 0,
+        "mother_associate_id": 1,
+    }
+    return [
+        {**base, "appointment_id": master_id, "associate_id": 1},
+        {
+            **base,
+            "appointment_id": master_id + 1,
+            "associate_id": 0,
+            "invitedPersonId": 7,
+            "person_id": 7,
+            "status": 5,
+            "type": 6,
+        },
+    ]
+
+
+def test_converges_after_an_admin_switched_the_preference_off(
+    make_target: Any, tmp_path: Path
+) -> None:
+    t = make_target()
+    assert upgrade(t, tmp_path)[0] == 0
+    engine = create_engine(t.admin_url)
+    with engine.begin() as conn:  # typed writes: each engine stores datetimes its own way
+        tables, run = reflect_tables(conn, t.prefix), Bookkeeping.for_schema(t.prefix).run
+        switched_on = conn.execute(select(run.c.preference_on_at)).scalar_one()
+        switched_on -= timedelta(days=10)  # as if the first run was ten days ago
+        conn.execute(update(run).values(preference_on_at=switched_on))
+        switched_off = switched_on + timedelta(days=5)
+        up = tables.userpreference
+        conn.execute(
+            update(up)
+            .where(
+                up.c.deflevel == 2, up.c.owner_id == 0, up.c.prefkey == "DiarySynchronizerActive"
+            )
+            .values(prefvalue="0", updated=switched_off)
+        )
+        conn.execute(tables.appointment.insert(), _meeting(9_000_000, switched_on + timedelta(1)))
+        conn.execute(tables.appointment.insert(), _meeting(9_000_010, switched_off + timedelta(1)))
+    engine.dispose()
+
+    code, report = upgrade(t, tmp_path)
+    assert code == 0
+    assert rows_by_step(report)["mark_invites"] == 2
+    marked = t.query(
+        f"SELECT appointment_id FROM {t.table('appointment')} "
+        "WHERE appointment_id >= 9000000 AND cautionWarning = 1 ORDER BY 1"
+    )
+    assert marked == [(9_000_010,), (9_000_011,)]  # registered while off; not those while on
+    assert upgrade(t, tmp_path)[1]["outcome"] == "nothing_to_do"
