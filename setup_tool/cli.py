@@ -185,6 +185,10 @@ def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> Conn
                 "database).",
             )
         url, server, o = _ask_connection(o)
+    elif not unattended and _remembered(ctx, "database_url", "server"):
+        # The wizard's connection screen, with the answer file's (or environment's) answers
+        # as defaults: confirm them or type others.
+        url, server, o = _ask_connection(o, default=url or server)
     if server and o["user"] and not o["trusted_connection"] and not password:
         if unattended:
             raise UsageError(
@@ -236,23 +240,35 @@ def _url_password(database_url: str | None) -> str | None:
         return None
 
 
-def _ask_connection(o: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+def _remembered(ctx: click.Context, *names: str) -> bool:
+    """Given by the answer file or the environment, not typed on this command line."""
+    from click.core import ParameterSource
+
+    sources = [ctx.get_parameter_source(name) for name in names]
+    remembered = (ParameterSource.DEFAULT_MAP, ParameterSource.ENVIRONMENT)
+    return ParameterSource.COMMANDLINE not in sources and any(s in remembered for s in sources)
+
+
+def _ask_connection(
+    o: dict[str, Any], default: str | None = None
+) -> tuple[str | None, str | None, dict[str, Any]]:
     target: str = click.prompt(
-        "SQL Server (host\\instance) or a database URL (e.g. sqlite:///crm.db)", err=True
+        "SQL Server (host\\instance) or a database URL (e.g. sqlite:///crm.db)",
+        default=default,
+        err=True,
     )
     if "://" in target:
         return target.strip(), None, o
     o = dict(o)
-    o["database"] = o["database"] or click.prompt("Database", default="SuperOffice", err=True)
-    if not o["user"] and not o["trusted_connection"]:
-        login: str = click.prompt(
-            "SQL Server login (empty: Windows integrated login)",
-            default="",
-            show_default=False,
-            err=True,
-        )
-        o["user"] = login or None
-        o["trusted_connection"] = not login
+    o["database"] = click.prompt("Database", default=o["database"] or "SuperOffice", err=True)
+    login: str = click.prompt(
+        "SQL Server login (empty: Windows integrated login)",
+        default="" if o["trusted_connection"] else (o["user"] or ""),
+        show_default=bool(o["user"]) and not o["trusted_connection"],
+        err=True,
+    )
+    o["user"] = login or None
+    o["trusted_connection"] = not login
     return None, target.strip(), o
 
 
@@ -390,6 +406,12 @@ def _open(settings: ConnectionSettings, read_only: bool) -> Database:
     help="Wizard: answer yes to the confirmation (findings and plan are still shown).",
 )
 @option(
+    "--save-answers",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save this run's answers (connection, versions, choices; never the password) as an "
+    "answer file for --config, e.g. for the unattended run on the production server.",
+)
+@option(
     "--detailed-exitcode",
     is_flag=True,
     help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.",
@@ -496,6 +518,8 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
                 )
             finally:
                 progress.close()
+        if o["save_answers"]:
+            _save_answers(o["save_answers"], settings, result.plan.answers, o)
         if script:
             return _emit_script(db, result, upgrade_settings, o["report"])
         model = report_model(result, db, log_file=str(log_file) if log_file else None)
@@ -508,6 +532,37 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         return int(result.exit_code)
     finally:
         db.dispose()
+
+
+def _save_answers(
+    path: Path, settings: ConnectionSettings, answers: OperatorAnswers, o: dict[str, Any]
+) -> None:
+    from setup_tool.config import answer_file_text
+    from setup_tool.report import write_text_file
+
+    text = answer_file_text(
+        {
+            "database-url": settings.database_url,
+            "server": settings.server,
+            "database": settings.database,
+            "user": settings.user,
+            "trusted-connection": settings.trusted_connection,
+            "odbc-driver": settings.odbc_driver,
+            "encrypt": settings.encrypt,
+            "trust-server-certificate": settings.trust_server_certificate,
+            "table-prefix": settings.table_prefix,
+            "superoffice-version": answers.superoffice_version,
+            "synchronizer-version": answers.synchronizer_version,
+            "no-synchronizer": answers.no_synchronizer,
+            "fix-overrides": o["fix_overrides"],
+            "acting-associate": o["acting_associate"] or None,
+            "batch-size": o["batch_size"],
+        }
+    )
+    write_text_file(path, text)
+    click.echo(
+        f"Answers saved to {path} (use: setup-tool upgrade --unattended --config {path})", err=True
+    )
 
 
 def _emit_script(db: Database, result: UpgradeResult, settings: Any, path: Path | None) -> int:

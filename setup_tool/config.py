@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -69,3 +70,24 @@ def _flatten(data: dict[str, Any]) -> Iterable[tuple[str, Any]]:
             yield from value.items()
         else:
             yield key, value
+
+
+def answer_file_text(answers: dict[str, str | int | bool | None]) -> str:
+    """TOML for --config: one `option-name = value` line per answer given (never a password)."""
+    lines = [
+        "# setup-tool answers, saved by the wizard: use with --config for unattended runs.",
+        f"# The password is never saved: give it as {PASSWORD_ENV} or as {PASSWORD_KEY}.",
+    ]
+    for key, value in answers.items():
+        if value is None:
+            continue
+        # JSON string escapes are valid TOML basic-string escapes.
+        rendered = (
+            json.dumps(value, ensure_ascii=False)
+            if isinstance(value, str)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"

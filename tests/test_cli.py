@@ -1107,3 +1107,36 @@ def test_top_level_help_and_version(workdir: Path) -> None:
     version = run_tool("--version", cwd=workdir)
     assert version.returncode == 0
     assert version.stdout.strip() == f"setup-tool, version {__version__}"
+
+
+def test_the_wizard_offers_the_answer_files_connection_as_its_default(demo_db: Path) -> None:
+    answers = Path("answers.toml")
+    answers.write_text(f'database-url = "{url(demo_db)}"\n')
+    before = demo_db.read_bytes()
+    result = invoke("upgrade", "--config", answers, input="\nn\n")  # accept it, then decline
+    assert f"[{url(demo_db)}]" in result.stderr  # the connection screen shows the remembered one
+    assert "Apply these changes" in result.stderr
+    assert result.exit_code == 1 and demo_db.read_bytes() == before
+
+
+def test_answers_saved_by_the_wizard_drive_the_unattended_run(
+    make_demo: Callable[..., Path],
+) -> None:
+    rehearsal, production = make_demo(), make_demo()
+    env = {"SETUP_TOOL_DB_PASSWORD": "S3cret-Pa55"}
+    wizard = invoke(
+        "upgrade",
+        "--fix-overrides",
+        "--save-answers",
+        "answers.toml",
+        input=f"{url(rehearsal)}\ny\n",
+        env=env,
+    )
+    assert wizard.exit_code == 0, wizard.output
+    saved = Path("answers.toml").read_text()
+    assert "fix-overrides = true" in saved and "S3cret" not in saved
+    # the same answers, another database: only the connection changes
+    Path("answers.toml").write_text(saved.replace(str(rehearsal), str(production)))
+    unattended = invoke("upgrade", "--unattended", "--config", "answers.toml", env=env)
+    assert unattended.exit_code == 0, unattended.output
+    assert marked(production) == marked(rehearsal) > 0
