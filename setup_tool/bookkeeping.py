@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Engine,
     Integer,
     MetaData,
     SmallInteger,
@@ -254,3 +255,14 @@ def describe_lock_holder(conn: Connection, books: Bookkeeping) -> str | None:
         return None
     started = f"{row.started_at:%Y-%m-%d %H:%M:%S}"
     return f"run {row.run_id} started {started} UTC by {row.os_user} on {row.host}"
+
+
+def lock_holder(engine: Engine, books: Bookkeeping) -> str:
+    """For the 'another run holds the lock' message: who, from the run table where it can."""
+    try:
+        with engine.connect() as conn:
+            holder = describe_lock_holder(conn, books)
+    except Exception:  # the tables may not exist yet
+        holder = None
+    # Before its first write a run has no row yet: most likely a wizard at its confirmation.
+    return holder or "a run that has not started writing yet (a wizard at its confirmation?)"

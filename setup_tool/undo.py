@@ -27,10 +27,10 @@ from sqlalchemy import (
 
 from setup_tool.bookkeeping import (
     Bookkeeping,
-    describe_lock_holder,
     finish_run,
     install_bookkeeping,
     installed_revision,
+    lock_holder,
     start_run,
 )
 from setup_tool.clock import utc_now
@@ -75,7 +75,11 @@ def undo(
     progress: Callable[[int, int], None] | None = None,
 ) -> UndoResult:
     result = UndoResult()
-    with run_lock(db.engine, timeout_seconds=lock_timeout, describe_holder=lambda: _holder(db)):
+    with run_lock(
+        db.engine,
+        timeout_seconds=lock_timeout,
+        describe_holder=lambda: lock_holder(db.engine, db.books),
+    ):
         with db.engine.connect() as conn:
             if installed_revision(conn, db.schema) is None:
                 return result
@@ -134,14 +138,6 @@ def _record_failure(db: Database, undo_run_id: int, error: BaseException) -> Non
             )
     except Exception:  # the connection may be what failed; the original error matters more
         pass
-
-
-def _holder(db: Database) -> str | None:
-    try:
-        with db.engine.connect() as conn:
-            return describe_lock_holder(conn, db.books)
-    except Exception:
-        return None
 
 
 def _targets(conn: Connection, books: Bookkeeping, run_ids: list[int] | None) -> list[int]:

@@ -11,9 +11,9 @@ from typing import Protocol
 
 from setup_tool.bookkeeping import (
     close_dead_runs,
-    describe_lock_holder,
     finish_run,
     install_bookkeeping,
+    lock_holder,
     start_run,
 )
 from setup_tool.clock import utc_now
@@ -209,7 +209,11 @@ def run_upgrade(
         plan = plan_with_answers(db, answers, settings, probe, interaction)
         outcome, code = dry_run_outcome(plan, detailed_exitcode)
         return UpgradeResult(plan, "dry-run", outcome, code)
-    with run_lock(db.engine, timeout_seconds=lock_timeout, describe_holder=lambda: _holder(db)):
+    with run_lock(
+        db.engine,
+        timeout_seconds=lock_timeout,
+        describe_holder=lambda: lock_holder(db.engine, db.books),
+    ):
         plan = plan_with_answers(db, answers, settings, probe, interaction)
         interaction.show_findings(plan.findings)
         if plan.blocked:
@@ -220,14 +224,6 @@ def run_upgrade(
         if not interaction.confirm(plan):
             raise SetupToolError("Cancelled at the confirmation: nothing was changed.")
         return apply_plan(db, plan, settings, progress, should_stop)
-
-
-def _holder(db: Database) -> str | None:
-    try:
-        with db.engine.connect() as conn:
-            return describe_lock_holder(conn, db.books)
-    except Exception:  # the tables may not exist yet; the lock message does without
-        return None
 
 
 def _needs_a_run(plan: UpgradePlan) -> bool:

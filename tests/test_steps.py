@@ -328,7 +328,7 @@ def test_overrides_are_reported_and_left_unless_asked(demo_db: Path) -> None:
     step = steps_of(result)["overrides"]
     assert step.decision == "skip" and step.action_required and step.sample_ids == [19]
     assert "--fix-overrides" in step.reason
-    assert step.warnings == ["Left off: row 19 (individual, owner 3) = '0'."]
+    assert step.warnings == ["Left off: row 19 (individual, owner 3 (USER003: Eva Berg)) = '0'."]
     assert override_rows(demo_db) == before
 
 
