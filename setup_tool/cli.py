@@ -487,8 +487,10 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
 
         def describe(plan: Any) -> str:
             outcome, code = dry_run_outcome(plan, False)
-            preview = UpgradeResult(plan, "dry-run", outcome, code)
-            return render_report(report_model(preview, db), "text")
+            model = report_model(UpgradeResult(plan, "dry-run", outcome, code), db)
+            for step in model["steps"]:
+                step["sql"] = []  # the console shows the plan; the SQL is in the report
+            return render_report(model, "text")
 
         interaction = (
             UnattendedInteraction()
