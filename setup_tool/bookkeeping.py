@@ -22,8 +22,10 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Insert,
     Integer,
     MetaData,
+    Select,
     SmallInteger,
     String,
     Table,
@@ -142,6 +144,14 @@ class Bookkeeping:
         metadata = self.run.metadata
         assert metadata is not None
         return metadata
+
+
+def record_previous_values(books: Bookkeeping, rows: Select[Any], columns: list[str]) -> Insert:
+    """INSERT ... SELECT of previous values; the rowcount is kept, as callers check it."""
+    pv = books.previous_value
+    insert = pv.insert().from_select([pv.c[name] for name in columns], rows)
+    recorded: Insert = insert.execution_options(preserve_rowcount=True)
+    return recorded
 
 
 def bookkeeping_metadata(schema: str | None) -> MetaData:

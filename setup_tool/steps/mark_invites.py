@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import FromClause
 
-from setup_tool.bookkeeping import Bookkeeping
+from setup_tool.bookkeeping import Bookkeeping, record_previous_values
 from setup_tool.clock import is_real_date
 from setup_tool.errors import InterruptedRun, SetupToolError
 from setup_tool.findings import (
@@ -263,6 +263,24 @@ def _in_range(row: Table, lo: ColumnElement[int], hi: ColumnElement[int]) -> Col
     return and_(row.c.appointment_id > lo, row.c.appointment_id <= hi)
 
 
+def _staged_in_range(
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    row: Table,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+) -> ColumnElement[bool]:
+    """`row` is one of the batch's staged candidates.
+
+    As an IN list of the batch's ids (a range seek on the staging table's key) rather than an
+    EXISTS per row: planners then seek each candidate on the primary key instead of reading
+    every row of the id range, of which only a few percent are candidates.
+    """
+    c = books.candidate
+    batch = select(c.c.appointment_id).where(c.c.step_row_id == step_row_id, _in_range(c, lo, hi))
+    return row.c.appointment_id.in_(batch)
+
+
 def record_batch_statement(
     tables: SuperOfficeTables,
     books: Bookkeeping,
@@ -275,7 +293,6 @@ def record_batch_statement(
 ) -> Insert:
     """Previous values of the batch's rows, written before anything changes."""
     a = tables.appointment
-    pv = books.previous_value
     rows = select(
         sql_value(step_row_id),
         batch_no,
@@ -293,7 +310,7 @@ def record_batch_statement(
         in_a_meeting(a),
         unwarned(a),
         in_window(a, window),
-        _staged(books, step_row_id, a),
+        _staged_in_range(books, step_row_id, a, lo, hi),
     )
     columns = [
         "step_row_id",
@@ -308,11 +325,7 @@ def record_batch_statement(
         "new_updated_count",
         "new_updated",
     ]
-    return (
-        pv.insert()
-        .from_select([pv.c[name] for name in columns], rows)
-        .execution_options(preserve_rowcount=True)
-    )
+    return record_previous_values(books, rows, columns)
 
 
 def recorded_ids(
@@ -531,6 +544,7 @@ def _run_batches(
     assert ctx.engine is not None
     lo = checkpoint if checkpoint is not None else -(2**31)
     boundary = next_boundary_statement(ctx.books, step_row_id, ctx.settings.batch_size)
+    _analyze_candidates(ctx)
     done = 0
     while True:
         with ctx.engine.connect() as conn:
@@ -547,6 +561,20 @@ def _run_batches(
                 f"Stopped after batch {batch_no}; {done_before + done} rows marked so far.",
                 "Run the same command again to resume from the checkpoint.",
             )
+
+
+def _analyze_candidates(ctx: StepContext) -> None:
+    """Statistics for the freshly staged candidates (PostgreSQL; the others keep them current).
+
+    Without them the planner takes the table for a few rows and finds each batch boundary by
+    sorting every remaining candidate: time grows with the square of the rows. Only the table's
+    owner may analyze it; anyone else gets a warning, not an error.
+    """
+    assert ctx.engine is not None
+    if ctx.engine.dialect.name == "postgresql":
+        table = ctx.engine.dialect.identifier_preparer.format_table(ctx.books.candidate)
+        with ctx.engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _run_batch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Insert, Update, func, literal, select, update
 
-from setup_tool.bookkeeping import Bookkeeping
+from setup_tool.bookkeeping import Bookkeeping, record_previous_values
 from setup_tool.clock import NEVER
 from setup_tool.errors import SetupToolError
 from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow, owner
@@ -163,7 +163,6 @@ def record_statement(
     now: SqlValue,
 ) -> Insert:
     up = tables.userpreference
-    pv = books.previous_value
     rows = select(
         sql_value(step_row_id),
         literal(1),
@@ -190,11 +189,7 @@ def record_statement(
         "new_updated_count",
         "new_updated",
     ]
-    return (
-        pv.insert()
-        .from_select([pv.c[name] for name in columns], rows)
-        .execution_options(preserve_rowcount=True)
-    )
+    return record_previous_values(books, rows, columns)
 
 
 # --- applying ---------------------------------------------------------------------------------
