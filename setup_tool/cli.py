@@ -6,20 +6,24 @@ Heavy modules (SQLAlchemy, alembic, jinja2) are imported inside the commands so 
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from setup_tool import __version__
+from setup_tool.cli_edge import WritingAfterConfirm, exits, stop_after_batch
+from setup_tool.cli_inputs import (
+    log_file_path,
+    open_database_for,
+    operator_answers,
+    password_given,
+    settings_with_logging,
+    start_logging,
+    timestamp,
+)
 from setup_tool.cli_options import (
     CONTEXT_SETTINGS,
     answer_options,
@@ -28,115 +32,21 @@ from setup_tool.cli_options import (
     option,
     output_options,
 )
-from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY
+from setup_tool.cli_outputs import (
+    emit_report,
+    emit_script,
+    print_summary,
+    save_answers,
+    store_report,
+)
 from setup_tool.console import Console
 from setup_tool.errors import ExitCode, SetupToolError, UsageError
-from setup_tool.logs import FILE_ONLY, LOGGER, configure_logging
+from setup_tool.logs import LOGGER
 
 if TYPE_CHECKING:
-    from setup_tool.connection import ConnectionSettings
-    from setup_tool.database import Database
-    from setup_tool.detect import OperatorAnswers
-    from setup_tool.findings import Findings
-    from setup_tool.upgrade import Interaction, UpgradePlan, UpgradeResult
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def exits(fn: F) -> F:
-    """Run a command; its return value, or the error it raised, becomes the exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        console = Console()
-        raised = True
-        try:
-            with _noting_ctrl_c(ctx):
-                code = fn(*args, **kwargs)
-            raised = False
-        except SetupToolError as error:
-            LOGGER.error(str(error), extra=FILE_ONLY)
-            console.error(str(error))
-            code = error.exit_code
-        except KeyboardInterrupt:
-            LOGGER.warning("interrupted (Ctrl-C)", extra=FILE_ONLY)
-            console.error(
-                "Interrupted. Nothing is half-done: run the same command again to resume."
-            )
-            code = ExitCode.INTERRUPTED
-        except click.Abort:
-            code = _aborted(ctx, console)
-        except Exception as error:  # the edge: no traceback reaches a user
-            code = _unexpected(ctx, console, error)
-        if raised and ctx.meta.get(_LOG_FILE):
-            click.echo(f"Log:    {ctx.meta[_LOG_FILE]}", err=True)
-        ctx.exit(int(code))
-
-    return wrapper  # type: ignore[return-value]
-
-
-_LOG_FILE = "setup_tool.log_file"  # ctx.meta: the log file of this command, once it is open
-_CTRL_C = "setup_tool.ctrl_c"  # ctx.meta: Ctrl-C was pressed (click turns it into Abort)
-
-
-@contextmanager
-def _noting_ctrl_c(ctx: click.Context) -> Iterator[None]:
-    """Ctrl-C keeps its meaning (KeyboardInterrupt), and is noted: at a question click turns it
-    into Abort, just like a closed stdin, and the two deserve different answers."""
-
-    def handler(_signum: int, _frame: object) -> None:
-        ctx.meta[_CTRL_C] = True
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _aborted(ctx: click.Context, console: Console) -> ExitCode:
-    """A question was not answered: Ctrl-C, or stdin closed. Questions all come before writes."""
-    if ctx.meta.get(_CTRL_C):
-        LOGGER.warning("interrupted (Ctrl-C) at a question; nothing was changed", extra=FILE_ONLY)
-        console.error("Interrupted at a question: nothing was changed.")
-        return ExitCode.INTERRUPTED
-    LOGGER.error("no answer to a question (stdin closed); nothing was changed", extra=FILE_ONLY)
-    console.error(
-        "Cancelled: a question got no answer (standard input is closed), so nothing "
-        "was changed.\nTo run without questions, use --unattended and supply every "
-        "answer as an option, SETUP_TOOL_* variable or in the --config answer file."
-    )
-    return ExitCode.FAILED
-
-
-def _unexpected(ctx: click.Context, console: Console, error: Exception) -> ExitCode:
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
-    LOGGER.exception("unexpected error", extra=FILE_ONLY)
-    writes = ctx.command.name in ("upgrade", "undo") and not ctx.params.get("dry_run")
-    again = (
-        "Every finished batch is kept; after fixing the cause, run the same command again "
-        "to resume."
-        if writes
-        else "After fixing the cause, run the same command again."
-    )
-    if isinstance(error, DBAPIError):
-        detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-        console.error(f"The database reported an error: {detail}\n{again}")
-    elif isinstance(error, SQLAlchemyError):
-        console.error(f"Database error: {error}.\n{again}")
-    else:
-        console.error(
-            f"Unexpected error: {type(error).__name__}: {error}. The log file has "
-            "the details; please report it."
-        )
-    return ExitCode.FAILED
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -154,231 +64,6 @@ def cli() -> None:
 
 
 # --- shared plumbing --------------------------------------------------------------------------
-
-
-def _stamp() -> str:
-    """The time, for default file names; -2, -3... when a run in the same second took it."""
-    base = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        stamp = base if n == 1 else f"{base}-{n}"
-        if not any(Path(f"setup-tool-{stamp}{end}").exists() for end in (".log", "-report.html")):
-            return stamp
-    return base
-
-
-def _password(ctx: click.Context) -> str | None:
-    return os.environ.get(PASSWORD_ENV) or ctx.meta.get("db_password")
-
-
-def _connection(ctx: click.Context, o: dict[str, Any], unattended: bool) -> ConnectionSettings:
-    from setup_tool.connection import ConnectionSettings
-
-    url, server = o["database_url"], o["server"]
-    # SETUP_TOOL_DB_PASSWORD / db-password are for server logins; a database file has none
-    password = None if url and url.lower().startswith("sqlite") else _password(ctx)
-    if not url and not server:
-        if unattended:
-            raise UsageError(
-                "Missing answer: which database to use.",
-                "Supply --database-url (SETUP_TOOL_DATABASE_URL, answer-file key database-url) or "
-                "--server with --database (SETUP_TOOL_SERVER / server, SETUP_TOOL_DATABASE / "
-                "database).",
-            )
-        url, server, o = _ask_connection(o)
-    elif not unattended and _remembered(ctx, "database_url", "server"):
-        # The wizard's connection screen, with the answer file's (or environment's) answers
-        # as defaults: confirm them or type others.
-        url, server, o = _ask_connection(o, default=url or server)
-    if server and o["user"] and not o["trusted_connection"] and not password:
-        if unattended:
-            raise UsageError(
-                f"Missing answer: the password for SQL Server login {o['user']!r}.",
-                f"Supply it with the environment variable {PASSWORD_ENV} or the answer-file key "
-                f"'{PASSWORD_KEY}' (it is never an option, so it cannot show in the process list).",
-            )
-        password = click.prompt(f"Password for {o['user']}", hide_input=True, err=True)
-    return ConnectionSettings(
-        database_url=url,
-        server=server,
-        database=o["database"],
-        user=o["user"],
-        password=password,
-        trusted_connection=o["trusted_connection"],
-        odbc_driver=o["odbc_driver"],
-        encrypt=o["encrypt"],
-        trust_server_certificate=o["trust_server_certificate"],
-        table_prefix=o["table_prefix"],
-        login_timeout=o["login_timeout"],
-    )
-
-
-def _start_logging(
-    ctx: click.Context, log_file: Path | None, secret: str | None, verbose: bool
-) -> None:
-    """Log from the start (a missing answer is logged too); errors then say where the log is."""
-    configure_logging(log_file, secret, verbose)
-    if log_file is not None:
-        ctx.meta[_LOG_FILE] = log_file
-
-
-def _settings(
-    ctx: click.Context, o: dict[str, Any], unattended: bool, log_file: Path | None
-) -> ConnectionSettings:
-    settings = _connection(ctx, o, unattended)
-    secret = settings.password or _url_password(settings.database_url) or _password(ctx)
-    if secret != _password(ctx):  # typed at the prompt, or inside the URL: scrub it too
-        _start_logging(ctx, log_file, secret, o["verbose"])
-    return settings
-
-
-def _url_password(database_url: str | None) -> str | None:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(database_url).password if database_url else None
-    except Exception:  # an unparsable URL is reported when it is opened
-        return None
-
-
-def _remembered(ctx: click.Context, *names: str) -> bool:
-    """Given by the answer file or the environment, not typed on this command line."""
-    from click.core import ParameterSource
-
-    sources = [ctx.get_parameter_source(name) for name in names]
-    remembered = (ParameterSource.DEFAULT_MAP, ParameterSource.ENVIRONMENT)
-    return ParameterSource.COMMANDLINE not in sources and any(s in remembered for s in sources)
-
-
-def _ask_connection(
-    o: dict[str, Any], default: str | None = None
-) -> tuple[str | None, str | None, dict[str, Any]]:
-    target: str = click.prompt(
-        "SQL Server (host\\instance) or a database URL (e.g. sqlite:///crm.db)",
-        default=default,
-        err=True,
-    )
-    if "://" in target:
-        return target.strip(), None, o
-    o = dict(o)
-    o["database"] = click.prompt("Database", default=o["database"] or "SuperOffice", err=True)
-    login: str = click.prompt(
-        "SQL Server login (empty: Windows integrated login)",
-        default="" if o["trusted_connection"] else (o["user"] or ""),
-        show_default=bool(o["user"]) and not o["trusted_connection"],
-        err=True,
-    )
-    o["user"] = login or None
-    o["trusted_connection"] = not login
-    return None, target.strip(), o
-
-
-def _answers(o: dict[str, Any]) -> Any:
-    from setup_tool.detect import OperatorAnswers
-
-    if o["no_synchronizer"] and o["synchronizer_version"]:
-        raise UsageError(
-            "--no-synchronizer and --synchronizer-version contradict each other.",
-            "Give one of them.",
-        )
-    return OperatorAnswers(
-        superoffice_version=o["superoffice_version"],
-        synchronizer_version=o["synchronizer_version"],
-        no_synchronizer=o["no_synchronizer"],
-        known_builds_file=o["known_builds"],
-    )
-
-
-def _log_file(o: dict[str, Any], always: bool, stamp: str) -> Path | None:
-    if o["log_file"]:
-        return Path(o["log_file"])
-    return Path(f"setup-tool-{stamp}.log") if always else None
-
-
-def _emit(
-    console: Console,
-    model: dict[str, Any],
-    o: dict[str, Any],
-    render: Callable[..., str],
-    default_path: Path | None = None,
-) -> Path | None:
-    """Write the report where asked (or to default_path); otherwise print it on stdout."""
-    from setup_tool.report import infer_format, write_text_file
-
-    path = o["report"] or default_path
-    fmt = infer_format(path, o["report_format"])
-    if path is None:
-        click.echo(render(model, fmt), nl=False)
-        return None
-    model["report_file"] = str(path)
-    write_text_file(path, render(model, fmt))
-    return path
-
-
-class _CtrlC:
-    """Ctrl-C during an upgrade. Before the writes start (planning, questions): stop at once,
-    nothing was changed. Once writing: the first finishes the batch in flight and then stops
-    (resumable); a second stops at once (the open batch is rolled back)."""
-
-    def __init__(self, ctx: click.Context, console: Console) -> None:
-        self.ctx = ctx
-        self.console = console
-        self.writing = False
-        self.requested = False
-
-    def __call__(self, _signum: int, _frame: object) -> None:
-        if self.requested or not self.writing:
-            self.ctx.meta[_CTRL_C] = True
-            raise KeyboardInterrupt
-        self.requested = True
-        self.console.warn("\nStopping after the current batch (Ctrl-C again to stop at once)...")
-
-    def should_stop(self) -> bool:
-        return self.requested
-
-
-@contextmanager
-def _stop_after_batch(ctx: click.Context, console: Console) -> Iterator[_CtrlC]:
-    control = _CtrlC(ctx, console)
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGINT, control)
-    except ValueError:  # not the main thread (tests): Ctrl-C keeps its default meaning
-        previous = None
-    try:
-        yield control
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
-class _WritingAfterConfirm:
-    """The interaction, telling the Ctrl-C handler when the confirmed writes begin."""
-
-    def __init__(self, inner: Interaction, control: _CtrlC) -> None:
-        self.inner = inner
-        self.control = control
-
-    def answer_superoffice_version(self, findings: Findings) -> str | None:
-        return self.inner.answer_superoffice_version(findings)
-
-    def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
-        return self.inner.answer_synchronizer(findings)
-
-    def show_findings(self, findings: Findings) -> None:
-        self.inner.show_findings(findings)
-
-    def confirm(self, plan: UpgradePlan) -> bool:
-        self.control.writing = self.inner.confirm(plan)
-        return self.control.writing
-
-
-def _open(settings: ConnectionSettings, read_only: bool) -> Database:
-    from setup_tool.database import open_database
-
-    return open_database(settings, read_only=read_only)
-
-
-# --- upgrade ----------------------------------------------------------------------------------
 
 
 @cli.command(
@@ -471,17 +156,17 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     )
     if script and not dry_run:
         raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
-    stamp = _stamp()
-    log_file = _log_file(o, always=unattended or not dry_run, stamp=stamp)
-    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
+    stamp = timestamp()
+    log_file = log_file_path(o, always=unattended or not dry_run, stamp=stamp)
+    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     LOGGER.info(
         "setup-tool %s upgrade%s%s",
         __version__,
         " --dry-run" if dry_run else "",
         " --unattended" if unattended else "",
     )
-    settings = _settings(ctx, o, unattended, log_file)
-    db = _open(settings, read_only=dry_run)
+    settings = settings_with_logging(ctx, o, unattended, log_file)
+    db = open_database_for(settings, read_only=dry_run)
     try:
         LOGGER.info("database %s (%s, table prefix %s)", db.display_url, db.dialect_name, db.schema)
 
@@ -504,14 +189,14 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             o["acting_associate"], o["batch_size"], o["fix_overrides"]
         )
         progress = console.progress("Marking invite appointments")
-        with _stop_after_batch(ctx, console) as ctrl_c:
+        with stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
                     db,
-                    _answers(o),
+                    operator_answers(o),
                     upgrade_settings,
                     default_host_probe(),
-                    _WritingAfterConfirm(interaction, ctrl_c),
+                    WritingAfterConfirm(interaction, ctrl_c),
                     dry_run=dry_run,
                     detailed_exitcode=o["detailed_exitcode"],
                     lock_timeout=lock_timeout,
@@ -521,103 +206,19 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             finally:
                 progress.close()
         if o["save_answers"]:
-            _save_answers(o["save_answers"], settings, result.plan.answers, o)
+            save_answers(o["save_answers"], settings, result.plan.answers, o)
         if script:
-            return _emit_script(db, result, upgrade_settings, o["report"])
+            return emit_script(db, result, upgrade_settings, o["report"])
         model = report_model(result, db, log_file=str(log_file) if log_file else None)
         default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
-        report_path = _emit(console, model, o, render_report, default_report)
+        report_path = emit_report(console, model, o, render_report, default_report)
         if result.run_id is not None:
-            _store_report(db, result.run_id, model)
-        _summary(result, report_path, log_file, dry_run)
+            store_report(db, result.run_id, model)
+        print_summary(result, report_path, log_file, dry_run)
         LOGGER.info("outcome %s, exit code %s", result.outcome, int(result.exit_code))
         return int(result.exit_code)
     finally:
         db.dispose()
-
-
-def _save_answers(
-    path: Path, settings: ConnectionSettings, answers: OperatorAnswers, o: dict[str, Any]
-) -> None:
-    from setup_tool.config import answer_file_text
-    from setup_tool.report import write_text_file
-
-    text = answer_file_text(
-        {
-            "database-url": settings.database_url,
-            "server": settings.server,
-            "database": settings.database,
-            "user": settings.user,
-            "trusted-connection": settings.trusted_connection,
-            "odbc-driver": settings.odbc_driver,
-            "encrypt": settings.encrypt,
-            "trust-server-certificate": settings.trust_server_certificate,
-            "table-prefix": settings.table_prefix,
-            "superoffice-version": answers.superoffice_version,
-            "synchronizer-version": answers.synchronizer_version,
-            "no-synchronizer": answers.no_synchronizer,
-            "fix-overrides": o["fix_overrides"],
-            "acting-associate": o["acting_associate"] or None,
-            "batch-size": o["batch_size"],
-        }
-    )
-    write_text_file(path, text)
-    click.echo(
-        f"Answers saved to {path} (use: setup-tool upgrade --unattended --config {path})", err=True
-    )
-
-
-def _emit_script(db: Database, result: UpgradeResult, settings: Any, path: Path | None) -> int:
-    from setup_tool.report import write_text_file
-    from setup_tool.tsql_script import tsql_script
-
-    if result.plan.blocked:  # nothing to script: say why, as the report would
-        click.echo(f"{result.outcome_text} No script was written.", err=True)
-        return int(result.exit_code)
-    text = tsql_script(db, result.plan, settings)
-    if path is None:
-        click.echo(text, nl=False)
-    else:
-        write_text_file(path, text)
-        click.echo(f"T-SQL script: {path}", err=True)
-    return int(result.exit_code)
-
-
-def _store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
-    from sqlalchemy import update
-
-    run = db.books.run
-    with db.engine.begin() as conn:
-        conn.execute(
-            update(run)
-            .where(run.c.run_id == run_id)
-            .values(report_json=json.dumps(model, default=str))
-        )
-
-
-def _summary(
-    result: UpgradeResult, report: Path | None, log_file: Path | None, dry_run: bool
-) -> None:
-    """The outcome on stderr; when blocked or a person must act, why (the report has more)."""
-    from setup_tool.errors import EXIT_CODE_MEANINGS
-
-    if dry_run and report is None:
-        return  # the report itself went to stdout
-    code = result.exit_code
-    click.echo(
-        f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})", err=True
-    )
-    for step in result.plan.steps:
-        if step.decision == "blocked" or step.action_required:
-            click.echo(f"  - {step.title}: {step.reason}", err=True)
-            LOGGER.warning("%s: %s", step.title, step.reason)
-    if report:
-        click.echo(f"Report: {report}", err=True)
-    if log_file:
-        click.echo(f"Log:    {log_file}", err=True)
-
-
-# --- detect, history, undo --------------------------------------------------------------------
 
 
 @cli.command(
@@ -643,16 +244,16 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report import render_report
     from setup_tool.report_model import detect_model
 
-    log_file = _log_file(o, False, _stamp())
-    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
-    settings = _settings(ctx, o, True, log_file)
-    db = _open(settings, read_only=True)
+    log_file = log_file_path(o, False, timestamp())
+    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
+    settings = settings_with_logging(ctx, o, True, log_file)
+    db = open_database_for(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
             findings = detect_findings(
-                conn, db.tables, db.books, _answers(o), default_host_probe(), utc_now()
+                conn, db.tables, db.books, operator_answers(o), default_host_probe(), utc_now()
             )
-        _emit(Console(o["quiet"]), detect_model(findings, db), o, render_report)
+        emit_report(Console(o["quiet"]), detect_model(findings, db), o, render_report)
         return ExitCode.DONE
     finally:
         db.dispose()
@@ -678,14 +279,14 @@ def history(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report import render_history
     from setup_tool.report_model import history_model
 
-    log_file = _log_file(o, False, _stamp())
-    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
-    settings = _settings(ctx, o, True, log_file)
-    db = _open(settings, read_only=True)
+    log_file = log_file_path(o, False, timestamp())
+    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
+    settings = settings_with_logging(ctx, o, True, log_file)
+    db = open_database_for(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
             past = runs(conn, db.books) if installed_revision(conn, db.schema) else []
-        _emit(Console(o["quiet"]), history_model(past, db), o, render_history)
+        emit_report(Console(o["quiet"]), history_model(past, db), o, render_history)
         return ExitCode.DONE
     finally:
         db.dispose()
@@ -729,12 +330,12 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.undo import undo as undo_changes
 
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
-    stamp = _stamp()
-    log_file = _log_file(o, True, stamp)
-    _start_logging(ctx, log_file, _password(ctx), o["verbose"])
+    stamp = timestamp()
+    log_file = log_file_path(o, True, stamp)
+    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     LOGGER.info("setup-tool %s undo", __version__)
-    settings = _settings(ctx, o, o["unattended"], log_file)
-    db = _open(settings, read_only=False)
+    settings = settings_with_logging(ctx, o, o["unattended"], log_file)
+    db = open_database_for(settings, read_only=False)
     try:
         if not o["unattended"] and not click.confirm(
             f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
