@@ -727,12 +727,19 @@ def _is_older(version: str, than: str) -> bool:
 
 
 def _licence_rows(options: DemoOptions) -> tuple[list[Row], list[Row]]:
-    owners: list[Row] = [{"moduleowner_id": 1, "name": "SuperOffice", "description": None}]
+    owners: list[Row] = [
+        {"ModuleOwner_id": 1, "ownerName": "SuperOffice", "ownerDescription": None}
+    ]
     names = ["superoffice.web", "superoffice.marketing"]
     if options.synchronizer_version is not None:
         names.append(SYNCHRONIZER_LICENCE)
     licences: list[Row] = [
-        {"modulelicense_id": index + 1, "moduleowner_id": 1, "name": name, "description": None}
+        {
+            "ModuleLicense_id": index + 1,
+            "ModuleOwner_id": 1,
+            "moduleName": name,
+            "moduleDescription": None,
+        }
         for index, name in enumerate(names)
     ]
     return owners, licences

@@ -194,17 +194,16 @@ def _licensed(conn: Connection, tables: SuperOfficeTables, evidence: list[Eviden
     if licence is None:
         evidence.append(Evidence("ModuleLicense", "table not present: licence not checked"))
         return False
-    rows = list(conn.execute(select(licence.c.modulelicense_id, licence.c.name)))
     owners = {}
     if owner is not None:
-        owners = dict(conn.execute(select(owner.c.moduleowner_id, owner.c.name)).all())
-    owner_of = dict(
-        conn.execute(select(licence.c.modulelicense_id, licence.c.moduleowner_id)).all()
+        owners = dict(conn.execute(select(owner.c.ModuleOwner_id, owner.c.ownerName)).all())
+    rows = conn.execute(
+        select(licence.c.ModuleLicense_id, licence.c.moduleName, licence.c.ModuleOwner_id)
     )
-    for licence_id, name in rows:
+    for licence_id, name, owner_id in rows:
         # The module is named either in full or as <owner>.<module>.
         name = name or ""  # NULL where a real schema allows it
-        full = f"{owners.get(owner_of[licence_id]) or ''}.{name}".lower()
+        full = f"{owners.get(owner_id) or ''}.{name}".lower()
         if name.lower() == EXCHANGE_SYNC_LICENCE or full == EXCHANGE_SYNC_LICENCE:
             evidence.append(
                 Evidence(

@@ -109,16 +109,17 @@ TABLE_SPECS: dict[str, list[ColumnSpec]] = {
         ("ModelVersion", String(255), False),
         ("ModelData", LargeBinary, True),
     ],
+    # Licence tables: only the columns the tool reads (SuperOffice's have many more).
     "ModuleOwner": [
-        ("moduleowner_id", Integer, False),
-        ("name", String(255), False),
-        ("description", String(2000), True),
+        ("ModuleOwner_id", Integer, False),
+        ("ownerName", String(239), False),
+        ("ownerDescription", String(254), True),
     ],
     "ModuleLicense": [
-        ("modulelicense_id", Integer, False),
-        ("moduleowner_id", Integer, False),
-        ("name", String(255), False),
-        ("description", String(2000), True),
+        ("ModuleLicense_id", Integer, False),
+        ("ModuleOwner_id", Integer, False),
+        ("moduleName", String(239), False),
+        ("moduleDescription", String(254), True),
     ],
     # Read-only context for reports and the demo; never written by the tool.
     "person": [

@@ -166,16 +166,22 @@ class Scenario:
                     ),
                     (
                         tables.moduleowner,
-                        [{"moduleowner_id": 1, "name": "SuperOffice", "description": None}],
+                        [
+                            {
+                                "ModuleOwner_id": 1,
+                                "ownerName": "SuperOffice",
+                                "ownerDescription": None,
+                            }
+                        ],
                     ),
                     (
                         tables.modulelicense,
                         [
                             {
-                                "modulelicense_id": i + 1,
-                                "moduleowner_id": 1,
-                                "name": n,
-                                "description": None,
+                                "ModuleLicense_id": i + 1,
+                                "ModuleOwner_id": 1,
+                                "moduleName": n,
+                                "moduleDescription": None,
                             }
                             for i, n in enumerate(self.licences)
                         ],

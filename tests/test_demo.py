@@ -267,14 +267,14 @@ def test_versions_and_licences_with_a_synchronizer(db: sqlite3.Connection) -> No
     assert ("SuperOffice", "CRM", "8.1 R03") in versions
     assert ("InfoBridge", "Synchronizer", "3.2.284") in versions
     assert db.execute("SELECT ModelVersion FROM DatabaseModel").fetchall() == [("8.5 R10",)]
-    licences = {n for (n,) in db.execute("SELECT name FROM ModuleLicense")}
+    licences = {n for (n,) in db.execute("SELECT moduleName FROM ModuleLicense")}
     assert "superoffice.exchange-sync" in licences
 
 
 def test_no_synchronizer_means_no_version_row_and_no_licence(tmp_path: Path) -> None:
     db = build(tmp_path, "nosync.db", appointments=100, synchronizer_version=None)
     assert scalar(db, "SELECT COUNT(*) FROM ProductVersion WHERE ownerName = 'InfoBridge'") == 0
-    licences = {n for (n,) in db.execute("SELECT name FROM ModuleLicense")}
+    licences = {n for (n,) in db.execute("SELECT moduleName FROM ModuleLicense")}
     assert "superoffice.exchange-sync" not in licences
     assert licences  # unrelated licences stay
 

@@ -529,7 +529,7 @@ def test_null_version_and_licence_names_are_evidence_not_a_crash(tmp_path: Path)
         path,
         "UPDATE ProductVersion SET version = NULL",
         "UPDATE DatabaseModel SET ModelVersion = NULL",
-        "UPDATE ModuleLicense SET name = NULL WHERE modulelicense_id = 1",
+        "UPDATE ModuleLicense SET moduleName = NULL WHERE ModuleLicense_id = 1",
     )
 
     found = findings(path)
