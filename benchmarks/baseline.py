@@ -34,11 +34,15 @@ def _invite_rows(p: str) -> str:
 
 
 def _next_count(column: str) -> str:
-    return f"CASE WHEN {column} >= {UPDATED_COUNT_CAP} THEN {UPDATED_COUNT_CAP} ELSE {column} + 1 END"
+    return (
+        f"CASE WHEN {column} >= {UPDATED_COUNT_CAP} THEN {UPDATED_COUNT_CAP} ELSE {column} + 1 END"
+    )
 
 
 def _sql(statement: str, **types: Any) -> TextClause:
-    return text(statement).bindparams(*(bindparam(name, type_=kind) for name, kind in types.items()))
+    return text(statement).bindparams(
+        *(bindparam(name, type_=kind) for name, kind in types.items())
+    )
 
 
 def count_statement(p: str) -> TextClause:
@@ -50,11 +54,12 @@ def record_statement(p: str) -> TextClause:
     return _sql(
         f"""INSERT INTO {p}setup_tool_previous_value
               (step_row_id, batch_no, table_name, record_id, inserted, caution_warning, updated,
-               updated_associate_id, updated_count, new_updated_count)
+               updated_associate_id, updated_count, new_updated_count, new_updated)
             SELECT 0, 1, 'appointment', appointment_id, 0, cautionWarning, updated,
-                   updated_associate_id, updatedCount, {_next_count("updatedCount")}
+                   updated_associate_id, updatedCount, {_next_count("updatedCount")}, :now
             FROM {p}appointment WHERE {_invite_rows(p)}""",
         until=DateTime(),
+        now=DateTime(),
     )
 
 
@@ -105,7 +110,7 @@ def mark_by_hand(conn: Connection, prefix: str | None, now: datetime, travel: bo
     The caller opened the transaction (`engine.begin()`); the commit is part of the job.
     """
     p = f"{prefix}." if prefix else ""
-    recorded = conn.execute(record_statement(p), {"until": now}).rowcount
+    recorded = conn.execute(record_statement(p), {"until": now, "now": now}).rowcount
     marked = conn.execute(mark_statement(p), {"until": now, "now": now}).rowcount
     if marked != recorded:
         raise RuntimeError(f"baseline recorded {recorded} rows but marked {marked}")

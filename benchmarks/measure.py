@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import statistics
 import subprocess
 import sys
@@ -21,18 +21,39 @@ class ProcessRun:
     peak_rss_mb: float
 
 
+# Started by a small interpreter, not by the benchmark itself: Linux charges a child's peak RSS
+# with the RSS of the process it was forked from (the exec'd image inherits the old high-water
+# mark), so a child of the benchmark, which holds hundreds of MB, would report the benchmark's.
+_LAUNCHER = """
+import json, os, shutil, sys, time
+program = shutil.which(sys.argv[2]) or sys.argv[2]
+started = time.perf_counter()
+pid = os.posix_spawn(program, sys.argv[2:], os.environ)
+_pid, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+with open(sys.argv[1], "w") as out:
+    json.dump([os.waitstatus_to_exitcode(status), seconds, rss], out)
+"""
+
+
 def run_process(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> ProcessRun:
-    """Run `command` with stdout and stderr into `log`; wait4 gives the child's own max RSS."""
+    """Run `command`, stdout and stderr into `log`: its exit code, wall time and own peak RSS."""
+    figures = log.with_name(f"{log.name}.figures.json")
     with log.open("ab") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+        launcher = subprocess.run(
+            [sys.executable, "-I", "-c", _LAUNCHER, str(figures), *command],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+            check=False,
         )
-        _pid, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen.wait
-    kilobytes = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
-    return ProcessRun(process.returncode, seconds, kilobytes / 1024)
+    if launcher.returncode != 0 or not figures.exists():
+        raise RuntimeError(f"could not run {command[0]} (see {log})")
+    exit_code, seconds, rss_mb = json.loads(figures.read_text())
+    figures.unlink()
+    return ProcessRun(int(exit_code), float(seconds), float(rss_mb))
 
 
 def setup_tool_command(*args: str) -> list[str]:

@@ -68,17 +68,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", type=_ints, default=[1_000_000, 10_000_000],
-                        help="appointment rows, comma-separated (default 1000000,10000000)")
-    parser.add_argument("--engines", type=_names(["sqlite", "postgresql"]),
-                        default=["sqlite", "postgresql"], help="default sqlite,postgresql")
-    parser.add_argument("--travel", type=_names(["off", "on"]), default=["off", "on"],
-                        help="Travel settings to measure (default off,on)")
+    parser.add_argument(
+        "--sizes",
+        type=_ints,
+        default=[1_000_000, 10_000_000],
+        help="appointment rows, comma-separated (default 1000000,10000000)",
+    )
+    parser.add_argument(
+        "--engines",
+        type=_names(["sqlite", "postgresql"]),
+        default=["sqlite", "postgresql"],
+        help="default sqlite,postgresql",
+    )
+    parser.add_argument(
+        "--travel",
+        type=_names(["off", "on"]),
+        default=["off", "on"],
+        help="Travel settings to measure (default off,on)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--batch-sizes", type=_ints, default=[500, 1000, 2000, 4000, 10_000],
-                        help="batch sizes to compare, Travel off ('' for none)")
-    parser.add_argument("--demo-appointments", type=int, default=1_000_000,
-                        help="size of the timed `setup-tool demo` (0: skip unless a size)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=_ints,
+        default=[500, 1000, 2000, 4000, 10_000],
+        help="batch sizes to compare, Travel off ('' for none)",
+    )
+    parser.add_argument(
+        "--demo-appointments",
+        type=int,
+        default=1_000_000,
+        help="size of the timed `setup-tool demo` (0: skip unless a size)",
+    )
     parser.add_argument("--cli-repeat", type=int, default=7, help="runs of --help/--version")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the figures go")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp folder)")
@@ -121,8 +141,18 @@ class Bench:
             if travel:
                 target.switch_travel_on()
             report = self._report_path()
-            args = ["upgrade", "--unattended", *target.tool_args(), "--report", str(report),
-                    "--format", "json", "--log-file", str(self.workdir / "tool.log"), "--quiet"]
+            args = [
+                "upgrade",
+                "--unattended",
+                *target.tool_args(),
+                "--report",
+                str(report),
+                "--format",
+                "json",
+                "--log-file",
+                str(self.workdir / "tool.log"),
+                "--quiet",
+            ]
             if batch_size is not None:
                 args += ["--batch-size", str(batch_size)]
             run = run_process(setup_tool_command(*args), self.log)
@@ -133,13 +163,26 @@ class Bench:
                 result = outcome(conn, target.prefix)
         finally:
             engine.discard(target)
-        return {"seconds": float(step["duration_seconds"]), "wall_seconds": run.seconds,
-                "peak_rss_mb": run.peak_rss_mb, "rows": int(step["rows"]), "outcome": result}
+        return {
+            "seconds": float(step["duration_seconds"]),
+            "wall_seconds": run.seconds,
+            "peak_rss_mb": run.peak_rss_mb,
+            "rows": int(step["rows"]),
+            "outcome": result,
+        }
 
     def dry_run(self, target: Any) -> tuple[float, int]:
         report = self._report_path()
-        args = ["upgrade", "--dry-run", *target.tool_args(), "--report", str(report),
-                "--format", "json", "--quiet"]
+        args = [
+            "upgrade",
+            "--dry-run",
+            *target.tool_args(),
+            "--report",
+            str(report),
+            "--format",
+            "json",
+            "--quiet",
+        ]
         run = run_process(setup_tool_command(*args), self.log)
         if run.exit_code != 0:
             raise RuntimeError(f"setup-tool upgrade --dry-run exited {run.exit_code}")
@@ -197,9 +240,11 @@ def measure(bench: Bench, engine: Any, size: int) -> dict[str, Any]:
         for i in range(repeat):
             baselines.append(bench.baseline(engine, size, on))
             tools.append(bench.tool(engine, size, on, None))
-            say(f"{label} travel {travel} {i + 1}/{repeat}: baseline "
+            say(
+                f"{label} travel {travel} {i + 1}/{repeat}: baseline "
                 f"{baselines[-1]['seconds']:.2f} s, tool {tools[-1]['seconds']:.2f} s "
-                f"(wall {tools[-1]['wall_seconds']:.2f} s, {tools[-1]['peak_rss_mb']:.0f} MB)")
+                f"(wall {tools[-1]['wall_seconds']:.2f} s, {tools[-1]['peak_rss_mb']:.0f} MB)"
+            )
         record["marking"][travel] = _marking(baselines, tools)
         if not on:
             default_runs = tools
@@ -215,7 +260,8 @@ def measure(bench: Bench, engine: Any, size: int) -> dict[str, Any]:
             "correct": "off" not in record["marking"]
             or all(r["outcome"] == Outcome(**record["marking"]["off"]["outcome"]) for r in runs),
         }
-        say(f"{label} batch size {batch_size}: {record['batch_sizes'][str(batch_size)]['tool_seconds']:.2f} s")
+        seconds = record["batch_sizes"][str(batch_size)]["tool_seconds"]
+        say(f"{label} batch size {batch_size}: {seconds:.2f} s")
     expected = _first_baseline_outcome(record)
     checks = [record["dry_run"], *record["marking"].values(), *record["batch_sizes"].values()]
     record["correct"] = all(check["correct"] for check in checks)
@@ -234,12 +280,21 @@ def _dry_run(bench: Bench, engine: Any, size: int, label: str) -> dict[str, Any]
             counts.append(seconds)
             dry_runs.append(dry_seconds)
             agree = agree and planned == rows
-        say(f"{label} COUNT {median(counts):.3f} s ({rows:,} rows), dry run {median(dry_runs):.2f} s"
-            f"{'' if agree else ' - DISAGREES'}")
+        say(
+            f"{label} COUNT {median(counts):.3f} s ({rows:,} rows), "
+            f"dry run {median(dry_runs):.2f} s"
+            f"{'' if agree else ' - DISAGREES'}"
+        )
     finally:
         engine.discard(target)
-    return {"count_seconds": median(counts), "seconds": median(dry_runs), "rows": rows,
-            "correct": agree, "count_runs": counts, "runs": dry_runs}
+    return {
+        "count_seconds": median(counts),
+        "seconds": median(dry_runs),
+        "rows": rows,
+        "correct": agree,
+        "count_runs": counts,
+        "runs": dry_runs,
+    }
 
 
 def _marking(baselines: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
@@ -304,8 +359,10 @@ def machine(engines: list[Any]) -> dict[str, Any]:
     import os
 
     info: dict[str, Any] = {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpus": os.cpu_count(), "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
     }
     for engine in engines:
         if engine.name == "postgresql":
@@ -319,18 +376,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args, workdir)
     engines = open_engines(args.engines, workdir)
     results: dict[str, Any] = {
-        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.run", *args.argv]),
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(engines),
-        "settings": {"sizes": args.sizes, "engines": args.engines, "travel": args.travel,
-                     "repeat": args.repeat, "batch_sizes": args.batch_sizes,
-                     "default_batch_size": bench.default_batch},
+        "settings": {
+            "sizes": args.sizes,
+            "engines": args.engines,
+            "travel": args.travel,
+            "repeat": args.repeat,
+            "batch_sizes": args.batch_sizes,
+            "default_batch_size": bench.default_batch,
+        },
         "runs": [],
     }
     try:
         results["cli"] = measure_cli(args.cli_repeat)
-        say(f"setup-tool --help {results['cli']['--help']:.3f} s, "
-            f"--version {results['cli']['--version']:.3f} s")
+        say(
+            f"setup-tool --help {results['cli']['--help']:.3f} s, "
+            f"--version {results['cli']['--version']:.3f} s"
+        )
         for size in args.sizes:
             template, seconds = bench.build_demo(size)
             say(f"[{size:,}] setup-tool demo: {seconds:.1f} s")
@@ -354,9 +418,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     results["same_rows_on_every_engine"] = _engines_agree(results["runs"])
-    results["correct"] = all(r["correct"] for r in results["runs"]) and results[
-        "same_rows_on_every_engine"
-    ]
+    results["correct"] = (
+        all(r["correct"] for r in results["runs"]) and results["same_rows_on_every_engine"]
+    )
     return results
 
 
@@ -369,12 +433,15 @@ def _engines_agree(runs: list[dict[str, Any]]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     results = run(args)
     verdicts = evaluate(results)
     results["targets"] = verdicts_json(verdicts)
     print(tables(results, verdicts))
-    print(f"\nCorrect (tool = baseline, dry run = COUNT, same rows on every engine): "
-          f"{'yes' if results['correct'] else 'NO'}")
+    print(
+        f"\nCorrect (tool = baseline, dry run = COUNT, same rows on every engine): "
+        f"{'yes' if results['correct'] else 'NO'}"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"Figures: {args.json}")

@@ -26,7 +26,8 @@ class Verdict:
 
     def line(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
-        return f"{mark}  {self.target:<34} {self.subject:<34} {self.value:>9.3f}  (limit {self.limit:.3f})"
+        figures = f"{self.value:>9.3f}  (limit {self.limit:.3f})"
+        return f"{mark}  {self.target:<34} {self.subject:<34} {figures}"
 
 
 def _check(target: str, subject: str, value: float, limit: float) -> Verdict:
@@ -40,7 +41,9 @@ def evaluate(results: dict[str, Any]) -> list[Verdict]:
     for run in runs:
         for travel, marking in run["marking"].items():
             subject = f"{run['engine']} {run['appointments']:,} travel {travel}"
-            verdicts.append(_check("tool / baseline <= 1.5", subject, marking["ratio"], RATIO_LIMIT))
+            verdicts.append(
+                _check("tool / baseline <= 1.5", subject, marking["ratio"], RATIO_LIMIT)
+            )
     for engine in sorted({run["engine"] for run in runs}):
         verdicts += _growth(engine, [run for run in runs if run["engine"] == engine])
     for run in runs:
@@ -53,8 +56,12 @@ def evaluate(results: dict[str, Any]) -> list[Verdict]:
     demo = results.get("demo")
     if demo and demo["appointments"] == DEMO_TARGET_ROWS:
         verdicts.append(
-            _check("setup-tool demo (1M rows) < 30 s", "1,000,000 rows", demo["seconds"],
-                   DEMO_LIMIT_SECONDS)
+            _check(
+                "setup-tool demo (1M rows) < 30 s",
+                "1,000,000 rows",
+                demo["seconds"],
+                DEMO_LIMIT_SECONDS,
+            )
         )
     return verdicts
 
@@ -69,10 +76,16 @@ def _growth(engine: str, runs: list[dict[str, Any]]) -> list[Verdict]:
     verdicts = []
     for travel in large["marking"]:
         if travel in small["marking"]:
-            growth = large["marking"][travel]["tool_seconds"] / small["marking"][travel]["tool_seconds"]
+            growth = (
+                large["marking"][travel]["tool_seconds"] / small["marking"][travel]["tool_seconds"]
+            )
             verdicts.append(
-                _check(f"time grows <= {GROWTH_SLACK:g} x rows", f"{subject} travel {travel}",
-                       growth, GROWTH_SLACK * factor)
+                _check(
+                    f"time grows <= {GROWTH_SLACK:g} x rows",
+                    f"{subject} travel {travel}",
+                    growth,
+                    GROWTH_SLACK * factor,
+                )
             )
     rss_small, rss_large = _peak_rss(small), _peak_rss(large)
     verdicts.append(
@@ -143,6 +156,8 @@ def tables(results: dict[str, Any], verdicts: list[Verdict]) -> str:
     cli = results["cli"]
     lines += ["", "  ".join(f"setup-tool {name}: {seconds:.3f} s" for name, seconds in cli.items())]
     if demo := results.get("demo"):
-        lines.append(f"setup-tool demo --appointments {demo['appointments']:,}: {demo['seconds']:.1f} s")
+        lines.append(
+            f"setup-tool demo --appointments {demo['appointments']:,}: {demo['seconds']:.1f} s"
+        )
     lines += ["", "Targets:"] + [v.line() for v in verdicts]
     return "\n".join(lines)

@@ -192,7 +192,12 @@ def _synchronizer_product_rows(
 def _licensed(conn: Connection, tables: SuperOfficeTables, evidence: list[Evidence]) -> bool:
     licence, owner = tables.modulelicense, tables.moduleowner
     if licence is None:
-        evidence.append(Evidence("ModuleLicense", "table not present: licence not checked"))
+        evidence.append(
+            Evidence(
+                "ModuleLicense",
+                "no ModuleLicense table of the documented shape: licence not checked",
+            )
+        )
         return False
     owners = {}
     if owner is not None:
