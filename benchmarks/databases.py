@@ -101,6 +101,9 @@ class BenchEngine(Protocol):
 
     name: str
 
+    @property
+    def version(self) -> str: ...
+
     def load(self, sqlite_template: Path, size: int) -> None: ...
 
     def fresh_copy(self, size: int) -> Target: ...
@@ -120,6 +123,10 @@ class SqliteEngine:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.templates: dict[int, Path] = {}
+
+    @property
+    def version(self) -> str:
+        return sqlite3.sqlite_version
 
     def load(self, sqlite_template: Path, size: int) -> None:
         self.templates[size] = sqlite_template

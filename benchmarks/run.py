@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sqlite3
@@ -35,7 +36,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.baseline import Outcome, count_by_hand, mark_by_hand, outcome
 from benchmarks.measure import Stopwatch, median, run_process, setup_tool_command
@@ -43,6 +44,9 @@ from benchmarks.targets import evaluate, tables, verdicts_json
 from setup_tool.bookkeeping import install_bookkeeping
 from setup_tool.clock import utc_now
 from setup_tool.steps import UpgradeSettings
+
+if TYPE_CHECKING:
+    from benchmarks.databases import BenchEngine, Target
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 TOOL_OK = (0, 4)  # done; done, action required (the demo has overriding preference rows)
@@ -135,7 +139,9 @@ class Bench:
 
     # -- the tool
 
-    def tool(self, engine: Any, size: int, travel: bool, batch_size: int | None) -> dict[str, Any]:
+    def tool(
+        self, engine: BenchEngine, size: int, travel: bool, batch_size: int | None
+    ) -> dict[str, Any]:
         target = engine.fresh_copy(size)
         try:
             if travel:
@@ -171,7 +177,7 @@ class Bench:
             "outcome": result,
         }
 
-    def dry_run(self, target: Any) -> tuple[float, int]:
+    def dry_run(self, target: Target) -> tuple[float, int]:
         report = self._report_path()
         args = [
             "upgrade",
@@ -194,7 +200,7 @@ class Bench:
 
     # -- by hand
 
-    def baseline(self, engine: Any, size: int, travel: bool) -> dict[str, Any]:
+    def baseline(self, engine: BenchEngine, size: int, travel: bool) -> dict[str, Any]:
         target = engine.fresh_copy(size)
         try:
             if travel:
@@ -213,7 +219,7 @@ class Bench:
             engine.discard(target)
         return {"seconds": watch.seconds, "rows": rows, "outcome": result}
 
-    def count(self, target: Any) -> tuple[float, int]:
+    def count(self, target: Target) -> tuple[float, int]:
         with target.engine() as db, db.connect() as conn:
             conn.exec_driver_sql("SELECT 1")  # connected before the clock starts
             with Stopwatch() as watch:
@@ -228,7 +234,7 @@ def _step(report: dict[str, Any], step_id: str) -> dict[str, Any]:
 # --- one engine at one size -------------------------------------------------------------------
 
 
-def measure(bench: Bench, engine: Any, size: int) -> dict[str, Any]:
+def measure(bench: Bench, engine: BenchEngine, size: int) -> dict[str, Any]:
     repeat, label = bench.args.repeat, f"[{engine.name} {size:,}]"
     record: dict[str, Any] = {"engine": engine.name, "appointments": size}
     record["dry_run"] = _dry_run(bench, engine, size, label)
@@ -270,7 +276,7 @@ def measure(bench: Bench, engine: Any, size: int) -> dict[str, Any]:
     return record
 
 
-def _dry_run(bench: Bench, engine: Any, size: int, label: str) -> dict[str, Any]:
+def _dry_run(bench: Bench, engine: BenchEngine, size: int, label: str) -> dict[str, Any]:
     target = engine.fresh_copy(size)
     try:
         counts, dry_runs, agree = [], [], True
@@ -341,10 +347,10 @@ def measure_cli(repeat: int) -> dict[str, float]:
     return {option: median(seconds) for option, seconds in figures.items()}
 
 
-def open_engines(names: list[str], workdir: Path) -> list[Any]:
+def open_engines(names: list[str], workdir: Path) -> list[BenchEngine]:
     from benchmarks.databases import PostgresEngine, SqliteEngine
 
-    engines: list[Any] = []
+    engines: list[BenchEngine] = []
     try:
         for name in names:
             engines.append(SqliteEngine(workdir) if name == "sqlite" else PostgresEngine())
@@ -355,19 +361,23 @@ def open_engines(names: list[str], workdir: Path) -> list[Any]:
     return engines
 
 
-def machine(engines: list[Any]) -> dict[str, Any]:
-    import os
-
+def machine(engines: list[BenchEngine]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "ram_mb": _ram_mb(),
         "sqlite": sqlite3.sqlite_version,
     }
-    for engine in engines:
-        if engine.name == "postgresql":
-            info["postgresql"] = engine.version
+    info.update((engine.name, engine.version) for engine in engines)
     return info
+
+
+def _ram_mb() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,6 +399,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "runs": [],
     }
+    if "postgresql" in args.engines:
+        from benchmarks.databases import PG_SETTINGS
+
+        results["settings"]["postgresql_server"] = PG_SETTINGS
     try:
         results["cli"] = measure_cli(args.cli_repeat)
         say(

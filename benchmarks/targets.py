@@ -103,7 +103,7 @@ def _size(run: dict[str, Any]) -> int:
 
 
 def _peak_rss(run: dict[str, Any]) -> float:
-    return max(marking["peak_rss_mb"] for marking in run["marking"].values())
+    return float(max(marking["peak_rss_mb"] for marking in run["marking"].values()))
 
 
 def verdicts_json(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
