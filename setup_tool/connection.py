@@ -299,8 +299,10 @@ def create_engine_for(
     backend = url.get_backend_name()
     if backend == "sqlite":
         url = _sqlite_uri_url(url, read_only=read_only, create_missing=create_missing)
-    # pool_pre_ping: after a dropped connection, the run's last bookkeeping write gets a live one.
-    options: dict[str, Any] = {"hide_parameters": True, "pool_pre_ping": True}
+    # No pool_pre_ping on purpose: a terminated session must stop the run (its lock session may
+    # be gone too), never be replaced silently. SQLAlchemy discards the pool on a disconnect, so
+    # the run's final bookkeeping write still gets a live connection.
+    options: dict[str, Any] = {"hide_parameters": True}
     if backend == "mssql" and url.get_driver_name() == "pyodbc":
         options["fast_executemany"] = True
         options["connect_args"] = {"timeout": login_timeout}

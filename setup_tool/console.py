@@ -28,10 +28,6 @@ class Console:
         if not self.quiet:
             click.echo(text, file=self.out)
 
-    def headline(self, text: str) -> None:
-        if not self.quiet:
-            click.secho(text, file=self.out, bold=True, color=_wants_colour(self.out))
-
     def warn(self, text: str) -> None:
         LOGGER.warning(text, extra=FILE_ONLY)
         click.secho(text, file=self.err, fg="yellow", color=_wants_colour(self.err))

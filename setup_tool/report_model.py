@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from setup_tool import __version__
+from setup_tool.clock import iso
 from setup_tool.database import Database
 from setup_tool.errors import EXIT_CODE_MEANINGS, ExitCode
 from setup_tool.findings import Evidence, Findings
@@ -18,10 +19,6 @@ SCHEMA_VERSION = 1
 
 def _evidence(items: list[Evidence]) -> list[dict[str, str]]:
     return [{"source": e.source, "detail": e.detail} for e in items]
-
-
-def _stamp(value: datetime | None) -> str | None:
-    return value.isoformat(sep=" ") if value else None
 
 
 def findings_model(f: Findings) -> dict[str, Any]:
@@ -69,8 +66,8 @@ def findings_model(f: Findings) -> dict[str, Any]:
             "already_marked": inv.already_marked,
             "other_warnings": inv.other_warnings,
             "window": {
-                "from": _stamp(inv.window.start) if inv.window else None,
-                "until": _stamp(inv.window.until) if inv.window else None,
+                "from": iso(inv.window.start) if inv.window else None,
+                "until": iso(inv.window.until) if inv.window else None,
             },
             "summary": f"{inv.meetings} meetings with external participants ({inv.rows} rows); "
             f"{inv.to_mark} rows to mark, {inv.already_marked} already marked.",
@@ -81,7 +78,7 @@ def findings_model(f: Findings) -> dict[str, Any]:
             "runs": len(hist.runs),
             "last_run": {
                 "id": last["run_id"],
-                "started_at": _stamp(last["started_at"]),
+                "started_at": iso(last["started_at"]),
                 "outcome": last["outcome"] or last["status"],
             }
             if last
@@ -224,8 +221,8 @@ def history_model(runs: list[dict[str, Any]], db: Database) -> dict[str, Any]:
 def _run_model(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": run["run_id"],
-        "started_at": _stamp(run["started_at"]),
-        "finished_at": _stamp(run["finished_at"]),
+        "started_at": iso(run["started_at"]),
+        "finished_at": iso(run["finished_at"]),
         "mode": run["mode"],
         "outcome": run["outcome"],
         "exit_code": run["exit_code"],
