@@ -146,8 +146,26 @@ class Bookkeeping:
         return metadata
 
 
-def record_previous_values(books: Bookkeeping, rows: Select[Any], columns: list[str]) -> Insert:
-    """INSERT ... SELECT of previous values; the rowcount is kept, as callers check it."""
+def record_previous_values(books: Bookkeeping, rows: Select[Any], value_column: str) -> Insert:
+    """INSERT ... SELECT of previous values; the rowcount is kept, as callers check it.
+
+    `rows` selects, in this order: step_row_id, batch_no, table_name, record_id, inserted, the old
+    value (`value_column`: caution_warning or prefvalue), updated, updated_associate_id,
+    updated_count, and what the tool writes: new_updated_count, new_updated.
+    """
+    columns = [
+        "step_row_id",
+        "batch_no",
+        "table_name",
+        "record_id",
+        "inserted",
+        value_column,
+        "updated",
+        "updated_associate_id",
+        "updated_count",
+        "new_updated_count",
+        "new_updated",
+    ]
     pv = books.previous_value
     insert = pv.insert().from_select([pv.c[name] for name in columns], rows)
     recorded: Insert = insert.execution_options(preserve_rowcount=True)

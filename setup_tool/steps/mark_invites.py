@@ -312,20 +312,7 @@ def record_batch_statement(
         in_window(a, window),
         _staged_in_range(books, step_row_id, a, lo, hi),
     )
-    columns = [
-        "step_row_id",
-        "batch_no",
-        "table_name",
-        "record_id",
-        "inserted",
-        "caution_warning",
-        "updated",
-        "updated_associate_id",
-        "updated_count",
-        "new_updated_count",
-        "new_updated",
-    ]
-    return record_previous_values(books, rows, columns)
+    return record_previous_values(books, rows, "caution_warning")
 
 
 def recorded_ids(

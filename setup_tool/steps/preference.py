@@ -176,20 +176,7 @@ def record_statement(
         next_updated_count(up.c.updatedCount),
         sql_value(now),
     ).where(up.c.userpreference_id.in_(ids))
-    columns = [
-        "step_row_id",
-        "batch_no",
-        "table_name",
-        "record_id",
-        "inserted",
-        "prefvalue",
-        "updated",
-        "updated_associate_id",
-        "updated_count",
-        "new_updated_count",
-        "new_updated",
-    ]
-    return record_previous_values(books, rows, columns)
+    return record_previous_values(books, rows, "prefvalue")
 
 
 # --- applying ---------------------------------------------------------------------------------
