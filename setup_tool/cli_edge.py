@@ -170,9 +170,6 @@ class WritingAfterConfirm:
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
         return self.inner.answer_synchronizer(findings)
 
-    def show_findings(self, findings: Findings) -> None:
-        self.inner.show_findings(findings)
-
     def confirm(self, plan: UpgradePlan) -> bool:
         self.control.writing = self.inner.confirm(plan)
         return self.control.writing

@@ -34,9 +34,6 @@ class UnattendedInteraction:
             "synchronizer-version / no-synchronizer",
         )
 
-    def show_findings(self, findings: Findings) -> None:
-        pass
-
     def confirm(self, plan: UpgradePlan) -> bool:
         return True
 
@@ -94,9 +91,6 @@ class WizardInteraction:
         click.echo(f"\n{title}: the database does not settle it. Evidence:", err=True)
         for detail in details:
             click.echo(f"  - {detail}", err=True)
-
-    def show_findings(self, findings: Findings) -> None:
-        pass  # the plan shown at confirmation includes the findings with their evidence
 
     def confirm(self, plan: UpgradePlan) -> bool:
         if self.describe_plan is not None:

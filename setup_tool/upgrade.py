@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,8 +42,6 @@ class Interaction(Protocol):
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None: ...
 
-    def show_findings(self, findings: Findings) -> None: ...
-
     def confirm(self, plan: UpgradePlan) -> bool: ...
 
 
@@ -75,7 +72,6 @@ class UpgradeResult:
     outcome: str
     exit_code: ExitCode
     run_id: int | None = None
-    duration_seconds: float | None = None
 
     @property
     def outcome_text(self) -> str:
@@ -215,7 +211,6 @@ def run_upgrade(
         describe_holder=lambda: lock_holder(db.engine, db.books),
     ):
         plan = plan_with_answers(db, answers, settings, probe, interaction)
-        interaction.show_findings(plan.findings)
         if plan.blocked:
             return UpgradeResult(plan, "upgrade", "blocked", ExitCode.BLOCKED)
         if not _needs_a_run(plan):
@@ -242,7 +237,6 @@ def apply_plan(
     progress: ProgressCallback | None,
     should_stop: Callable[[], bool],
 ) -> UpgradeResult:
-    started = time.perf_counter()
     now = utc_now()
     findings = _window_until(plan.findings, plan.now, now)
     with db.engine.connect() as conn:
@@ -276,7 +270,6 @@ def apply_plan(
         _finish(db, run_id, "failed", ExitCode.FAILED)
         raise
     result.outcome, result.exit_code = applied_outcome(plan, changed)
-    result.duration_seconds = round(time.perf_counter() - started, 3)
     _finish(db, run_id, result.outcome, result.exit_code)
     return result
 
