@@ -19,6 +19,17 @@ from setup_tool.demo import DemoOptions, build_demo_database
 DEMO_NOW = datetime(2026, 11, 1, 12, 0, 0)
 
 
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory of the test's own (default log and report files land there), with no
+    SETUP_TOOL_* variable from outside."""
+    for name in list(os.environ):
+        if name.startswith("SETUP_TOOL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small realistic SuperOffice database, built once per session (copy it before writing)."""

@@ -43,14 +43,8 @@ VERSION_QUESTION = "Which SuperOffice version is installed"
 # --- helpers -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test in a working directory of its own, with no SETUP_TOOL_* variable from outside."""
-    for name in list(os.environ):
-        if name.startswith("SETUP_TOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+# Every test in a working directory of its own, with no SETUP_TOOL_* variable from outside.
+pytestmark = pytest.mark.usefixtures("workdir")
 
 
 def invoke(*args: object, input: str | None = None, env: dict[str, str] | None = None) -> Result:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -43,13 +42,8 @@ KEYS = {
 # --- helpers -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("SETUP_TOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+# Every test in a working directory of its own, with no SETUP_TOOL_* variable from outside.
+pytestmark = pytest.mark.usefixtures("workdir")
 
 
 def invoke(*args: object) -> Result:
