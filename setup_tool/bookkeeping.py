@@ -39,6 +39,7 @@ from setup_tool import __version__
 from setup_tool.resources import migrations_dir
 
 VERSION_TABLE = "setup_tool_alembic_version"
+BOOKKEEPING_HEAD = "0002"  # the newest migration in migrations/versions
 
 
 def _tables(metadata: MetaData, schema: str | None) -> None:
@@ -75,6 +76,9 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         Column("rows_changed", Integer, nullable=False, default=0),
         Column("window_from", DateTime),
         Column("window_until", DateTime),
+        # What else decided the selection (revision 0002): a resumed step selects the same rows.
+        Column("invites_since", DateTime),
+        Column("footprints", String(60)),
         Column("checkpoint_key", BigInteger),
         Column("batches_done", Integer, nullable=False, default=0),
         Column("started_at", DateTime, nullable=False),
@@ -200,13 +204,17 @@ def install_bookkeeping(conn: Connection, schema: str | None) -> None:
     command.upgrade(alembic_config(schema, conn), "head")
 
 
-def bookkeeping_sql(schema: str | None, dialect_name: str) -> str:
-    """The DDL `install_bookkeeping` would run, as a script for the given dialect (offline mode)."""
+def bookkeeping_sql(
+    schema: str | None, dialect_name: str, since_revision: str | None = None
+) -> str:
+    """The DDL `install_bookkeeping` would run on a database at `since_revision` (None: never
+    installed), as a script for the given dialect (offline mode)."""
     buffer = io.StringIO()
     config = alembic_config(schema)
     config.attributes["dialect_name"] = dialect_name
     config.attributes["output_buffer"] = buffer
-    command.upgrade(config, "head", sql=True)
+    span = f"{since_revision}:head" if since_revision else "head"
+    command.upgrade(config, span, sql=True)
     return buffer.getvalue()
 
 

@@ -7,6 +7,7 @@ import functools
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -169,6 +170,9 @@ class WritingAfterConfirm:
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
         return self.inner.answer_synchronizer(findings)
+
+    def answer_invites_since(self, findings: Findings) -> datetime | None:
+        return self.inner.answer_invites_since(findings)
 
     def confirm(self, plan: UpgradePlan) -> bool:
         self.control.writing = self.inner.confirm(plan)

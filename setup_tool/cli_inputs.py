@@ -146,11 +146,23 @@ def operator_answers(o: dict[str, Any]) -> Any:
             "--no-synchronizer and --synchronizer-version contradict each other.",
             "Give one of them.",
         )
+    from setup_tool.invites import parse_footprints
+
+    try:
+        footprints = parse_footprints(o["footprints"])
+    except ValueError as error:
+        raise UsageError(
+            f"Invalid --footprints {o['footprints']!r}: {error}.",
+            "For example --footprints invitation,send-email (SETUP_TOOL_FOOTPRINTS, "
+            "answer-file key footprints).",
+        ) from None
     return OperatorAnswers(
         superoffice_version=o["superoffice_version"],
         synchronizer_version=o["synchronizer_version"],
         no_synchronizer=o["no_synchronizer"],
         known_builds_file=o["known_builds"],
+        invites_since=o["invites_since"],
+        footprints=footprints,
     )
 
 

@@ -133,6 +133,22 @@ def answer_options(f: F) -> F:
             ),
             option("--no-synchronizer", is_flag=True, help="No on-premise synchronizer is in use."),
             option(
+                "--invites-since",
+                type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+                show_default="the first 8.5 R10+ ProductVersion row or invitation row",
+                help="UTC date (and time) since when SuperOffice invites were possible here: "
+                "the day the database was upgraded to 8.5 R10. Meetings registered earlier are "
+                "never marked, and e-mailed invitations (emailId) count only after it.",
+            ),
+            option(
+                "--footprints",
+                metavar="LIST",
+                default="invitation,send-email,email-id",
+                help="Which footprints of the invite system make a meeting an invite meeting: "
+                "invitation (an invitation row), send-email (SendEmail = 1), email-id (emailId "
+                "after invites-since). Comma-separated.",
+            ),
+            option(
                 "--known-builds",
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="TOML table of SuperOffice 8.5 builds and their R releases, added to the "

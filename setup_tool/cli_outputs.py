@@ -60,6 +60,10 @@ def save_answers(
             "superoffice-version": answers.superoffice_version,
             "synchronizer-version": answers.synchronizer_version,
             "no-synchronizer": answers.no_synchronizer,
+            "invites-since": f"{answers.invites_since:%Y-%m-%d %H:%M:%S}"
+            if answers.invites_since
+            else None,
+            "footprints": ",".join(sorted(answers.footprints)),
             "fix-overrides": o["fix_overrides"],
             "acting-associate": o["acting_associate"] or None,
             "batch-size": o["batch_size"],
@@ -115,6 +119,13 @@ def print_summary(
         if step.decision == "blocked" or step.action_required:
             click.echo(f"  - {step.title}: {step.reason}", err=True)
             LOGGER.warning("%s: %s", step.title, step.reason)
+    why_nothing = result.plan.findings.invites.nothing_to_mark_because
+    if why_nothing and not dry_run:
+        click.echo(f"  - {why_nothing}", err=True)
+    from setup_tool.report_model import after_change_advice
+
+    for line in after_change_advice(result.plan.steps, result.mode):
+        click.echo(f"  * {line}", err=True)
     if report:
         click.echo(f"Report: {report}", err=True)
     if log_file:

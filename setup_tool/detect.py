@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, exists, func, select
 
 from setup_tool.bookkeeping import Bookkeeping, installed_revision, runs
+from setup_tool.clock import is_real_date
 from setup_tool.findings import (
     Evidence,
     Findings,
     HistoryFinding,
+    InvitesSince,
     MarkingWindow,
     PreferenceFinding,
     SuperOfficeFinding,
@@ -21,6 +23,8 @@ from setup_tool.findings import (
     UnfinishedMarking,
 )
 from setup_tool.host_probe import HostProbe
+from setup_tool.invites import ALL_FOOTPRINTS, EMPTY_DATE_BEFORE, Selection
+from setup_tool.model_data import ModelDataReading, read_model_data
 from setup_tool.preferences import (
     DIARY_SYNC,
     ENABLE_TRAVEL,
@@ -55,6 +59,8 @@ class OperatorAnswers:
     synchronizer_version: str | None = None  # "unknown": in use, version not known
     no_synchronizer: bool = False
     known_builds_file: Path | None = None
+    invites_since: datetime | None = None  # --invites-since: wins over the database's evidence
+    footprints: frozenset[str] = ALL_FOOTPRINTS  # --footprints: which footprints count
 
 
 def detect(
@@ -69,15 +75,20 @@ def detect(
     synchronizer = detect_synchronizer(conn, tables, answers, probe)
     preference = detect_preference(conn, tables)
     history = detect_history(conn, books)
+    since = detect_invites_since(conn, tables, answers)
     window = marking_window(history, preference, now) if synchronizer.in_use else None
+    selection = Selection(window, since.moment, answers.footprints) if window else None
     return Findings(
         superoffice=superoffice,
         synchronizer=synchronizer,
         preference=preference,
         travel=detect_travel(conn, tables),
-        invites=count_invites(conn, tables, window),
+        invites=count_invites(conn, tables, selection, since, now),
         history=history,
-        warnings=_warnings(superoffice, answers),
+        invites_since=since,
+        model=detect_model(conn, tables),
+        columns_absent=tables.absent_columns(),
+        warnings=_warnings(superoffice, answers, since, tables),
     )
 
 
@@ -124,6 +135,83 @@ def _superoffice_version_strings(
                 ("DatabaseModel", f"row {row_id}: ModelVersion={model_version!r}", model_version)
             )
     return strings
+
+
+def detect_invites_since(
+    conn: Connection, tables: SuperOfficeTables, answers: OperatorAnswers
+) -> InvitesSince:
+    """Since when invites are possible here: the first SuperOffice ProductVersion row at 8.5 R10
+    or newer, or the first invitation row, whichever is earlier (SPEC step 4); the operator's
+    --invites-since wins. SuperOffice's empty dates (1753, 1900) are no evidence."""
+    evidence: list[Evidence] = []
+    candidates: list[tuple[datetime, str]] = []
+    known_builds = load_known_builds(answers.known_builds_file)
+    pv = tables.productversion
+    if pv is not None:
+        query = (
+            select(pv.c.ProductVersion_id, pv.c.version, pv.c.registered)
+            .where(func.lower(pv.c.ownerName).like("%superoffice%"))
+            .order_by(pv.c.registered)
+        )
+        for row_id, text, registered in conn.execute(query):
+            version = try_parse_superoffice_version(text, known_builds) if text else None
+            if version is None or version.supports_invites() is not True:
+                continue
+            if is_real_date(registered):
+                candidates.append((registered, "ProductVersion"))
+                evidence.append(
+                    Evidence(
+                        "ProductVersion",
+                        f"row {row_id}: {version.label()} registered {registered:%Y-%m-%d %H:%M:%S}"
+                        " UTC (the first SuperOffice version with invites)",
+                    )
+                )
+                break
+    if tables.invitation is not None:
+        i = tables.invitation
+        first = conn.execute(
+            select(func.min(i.c.registered)).where(i.c.registered >= EMPTY_DATE_BEFORE)
+        ).scalar()
+        if first is not None:
+            candidates.append((first, "invitation"))
+            evidence.append(
+                Evidence("invitation", f"first invitation row registered {first:%Y-%m-%d %H:%M:%S}")
+            )
+        else:
+            evidence.append(Evidence("invitation", "no invitation row with a real date"))
+    email_rows = _email_id_rows_exist(conn, tables)
+    if answers.invites_since is not None:
+        evidence.insert(
+            0, Evidence("operator", f"--invites-since {answers.invites_since:%Y-%m-%d %H:%M:%S}")
+        )
+        return InvitesSince(answers.invites_since, "operator", evidence, email_rows)
+    if not candidates:
+        evidence.append(
+            Evidence(
+                "ProductVersion",
+                "no SuperOffice row at 8.5 R10 or newer with a real registered date, no "
+                "invitation row: invites-since is undetermined, so emailId is no evidence",
+            )
+        )
+        return InvitesSince(None, "undetermined", evidence, email_rows)
+    moment, source = min(candidates)
+    return InvitesSince(moment, source, evidence, email_rows)
+
+
+def _email_id_rows_exist(conn: Connection, tables: SuperOfficeTables) -> bool:
+    a = tables.appointment
+    return bool(conn.execute(select(exists().where(a.c.emailId != 0))).scalar())
+
+
+def detect_model(conn: Connection, tables: SuperOfficeTables) -> ModelDataReading | None:
+    """The applied dictionary steps, where DatabaseModel.ModelData decodes (an inference)."""
+    dm = tables.databasemodel
+    if dm is None:
+        return None
+    blob = conn.execute(
+        select(dm.c.ModelData).order_by(dm.c.DatabaseModel_id.desc()).limit(1)
+    ).scalar()
+    return read_model_data(blob)
 
 
 def detect_synchronizer(
@@ -313,15 +401,34 @@ def _unfinished_marking(
     return UnfinishedMarking(
         step_row_id=row["step_row_id"],
         run_id=row["run_id"],
-        window=MarkingWindow(row["window_from"], row["window_until"]),
+        selection=Selection(
+            MarkingWindow(row["window_from"], row["window_until"]),
+            row["invites_since"],
+            frozenset((row["footprints"] or ",".join(ALL_FOOTPRINTS)).split(",")),
+        ),
         checkpoint_key=row["checkpoint_key"],
         rows_changed=row["rows_changed"],
         batches_done=row["batches_done"],
     )
 
 
-def _warnings(superoffice: SuperOfficeFinding, answers: OperatorAnswers) -> list[str]:
+def _warnings(
+    superoffice: SuperOfficeFinding,
+    answers: OperatorAnswers,
+    since: InvitesSince,
+    tables: SuperOfficeTables,
+) -> list[str]:
     warnings = []
+    if since.moment is None and since.email_id_rows_exist and "email-id" in answers.footprints:
+        warnings.append(
+            "invites-since is undetermined, so footprint (c) (emailId) is not used: meetings "
+            "whose only footprint is an e-mailed invitation are not marked. Give "
+            "--invites-since DATE (the day this database was upgraded to 8.5 R10) to use it."
+        )
+    if answers.footprints != ALL_FOOTPRINTS:
+        warnings.append(
+            "Only these footprints count (--footprints): " + ", ".join(sorted(answers.footprints))
+        )
     if answers.superoffice_version and len(superoffice.evidence) > 1:
         warnings.append(
             "The SuperOffice version was given by the operator; the database's own "

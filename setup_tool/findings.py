@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from setup_tool.preferences import BoolEncoding, PreferenceRow
 from setup_tool.versions import SuperOfficeVersion, SynchronizerVersion
+
+if TYPE_CHECKING:
+    from setup_tool.invites import Selection
+    from setup_tool.model_data import ModelDataReading
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,57 @@ class MarkingWindow:
 
 
 @dataclass(frozen=True)
-class InviteCounts:
-    meetings: int  # meetings with at least one external participant row
-    rows: int  # all rows (master and participants) of those meetings
-    already_marked: int  # cautionWarning = 1
-    other_warnings: int  # cautionWarning 2..5: kept as they are
-    to_mark: int  # 0 or NULL, registered inside the window
-    window: MarkingWindow | None
+class InvitesSince:
+    """Since when invites are possible in this database (SPEC step 4, "invites-since")."""
+
+    moment: datetime | None
+    source: str  # "operator", "ProductVersion", "invitation" or "undetermined"
     evidence: list[Evidence]
+    email_id_rows_exist: bool = False  # footprint (c) evidence waits for an invites-since
+
+
+@dataclass(frozen=True)
+class FootprintCount:
+    """One footprint of the invite system: which meetings carry it."""
+
+    kind: str  # invitation, send-email, email-id
+    label: str
+    meetings: int
+    rows: int
+    counted: bool  # it decides which meetings are invite meetings in this run
+    note: str  # why it does not count, or ""
+
+
+@dataclass(frozen=True)
+class InviteCounts:
+    """What SPEC step 4 finds: invite meetings by footprint, the rows to mark and those left out."""
+
+    footprints: list[FootprintCount]
+    meetings: int  # invite meetings (footprints that count; recurring series whole)
+    rows: int  # all rows of those meetings
+    selected_meetings: int  # of them, registered inside the window
+    to_mark: int  # rows a run marks
+    in_sync_range: int  # of to_mark: activeDate 30 days back to 120 days ahead
+    already_marked: int  # rows of selected meetings at cautionWarning 1
+    left_out: dict[str, int]  # reason -> rows of invite meetings not marked
+    selection: Selection | None  # None without a synchronizer
+    evidence: list[Evidence]
+    nothing_to_mark_because: str | None = None  # one sentence when nothing is marked
+
+    @property
+    def window(self) -> MarkingWindow | None:
+        return self.selection.window if self.selection is not None else None
+
+    @property
+    def other_warnings(self) -> int:
+        return self.left_out.get(OTHER_WARNINGS, 0)
+
+
+# Reasons a row of an invite meeting is not marked (the report lists each with its count).
+EXTERNAL_ROWS = "external participants' rows (in nobody's diary)"
+EXTERNALLY_OWNED_ROWS = "owned by Outlook/Google (owned_externally 1-3)"
+OTHER_WARNINGS = "another caution warning (2-5), kept"
+OUTSIDE_WINDOW = "meeting registered outside the window"
 
 
 @dataclass(frozen=True)
@@ -104,7 +151,7 @@ class UnfinishedMarking:
 
     step_row_id: int
     run_id: int
-    window: MarkingWindow
+    selection: Selection
     checkpoint_key: int | None
     rows_changed: int
     batches_done: int
@@ -131,4 +178,7 @@ class Findings:
     travel: TravelFinding
     invites: InviteCounts
     history: HistoryFinding
+    invites_since: InvitesSince
+    model: ModelDataReading | None = None  # None without a DatabaseModel row
+    columns_absent: list[str] = field(default_factory=list)  # optional columns/tables absent
     warnings: list[str] = field(default_factory=list)

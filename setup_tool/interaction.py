@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import click
 
@@ -33,6 +34,9 @@ class UnattendedInteraction:
             "SETUP_TOOL_SYNCHRONIZER_VERSION or SETUP_TOOL_NO_SYNCHRONIZER",
             "synchronizer-version / no-synchronizer",
         )
+
+    def answer_invites_since(self, findings: Findings) -> datetime | None:
+        return None  # goes on without footprint (c); the findings and warnings say so
 
     def confirm(self, plan: UpgradePlan) -> bool:
         return True
@@ -86,6 +90,30 @@ class WizardInteraction:
                 return OperatorAnswers(synchronizer_version=version.strip())
             except VersionParseError as error:
                 self.console.error(str(error))
+
+    def answer_invites_since(self, findings: Findings) -> datetime | None:
+        self._show_evidence(
+            "Since when invites exist", [e.detail for e in findings.invites_since.evidence]
+        )
+        click.echo(
+            "  Appointments with an e-mail address for invitations (emailId) exist, but only\n"
+            "  those registered after the upgrade to 8.5 R10 are invitations.",
+            err=True,
+        )
+        while True:
+            answer: str = click.prompt(
+                "When was this database upgraded to SuperOffice 8.5 R10 (UTC, YYYY-MM-DD)? "
+                "Leave empty to go on without emailId",
+                default="",
+                show_default=False,
+                err=True,
+            )
+            if not answer.strip():
+                return None
+            try:
+                return datetime.fromisoformat(answer.strip()).replace(tzinfo=None)
+            except ValueError:
+                self.console.error(f"{answer.strip()!r} is not a date like 2020-03-01.")
 
     def _show_evidence(self, title: str, details: list[str]) -> None:
         click.echo(f"\n{title}: the database does not settle it. Evidence:", err=True)

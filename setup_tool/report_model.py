@@ -22,7 +22,7 @@ def _evidence(items: list[Evidence]) -> list[dict[str, str]]:
 
 
 def findings_model(f: Findings) -> dict[str, Any]:
-    so, sync, pref, inv, hist = f.superoffice, f.synchronizer, f.preference, f.invites, f.history
+    so, sync, pref, hist = f.superoffice, f.synchronizer, f.preference, f.history
     last = hist.runs[0] if hist.runs else None
     return {
         "superoffice": {
@@ -30,7 +30,7 @@ def findings_model(f: Findings) -> dict[str, Any]:
             "value": so.version.label() if so.version else None,
             "status": so.status,
             "summary": _superoffice_summary(f),
-            "evidence": _evidence(so.evidence),
+            "evidence": _evidence([*so.evidence, *_model_evidence(f)]),
         },
         "synchronizer": {
             "title": "InfoBridge Synchronizer (on-premise)",
@@ -58,21 +58,7 @@ def findings_model(f: Findings) -> dict[str, Any]:
             else "Travel is off.",
             "evidence": _evidence(f.travel.evidence),
         },
-        "invites": {
-            "title": "Invite appointments",
-            "meetings": inv.meetings,
-            "rows": inv.rows,
-            "to_mark": inv.to_mark,
-            "already_marked": inv.already_marked,
-            "other_warnings": inv.other_warnings,
-            "window": {
-                "from": iso(inv.window.start) if inv.window else None,
-                "until": iso(inv.window.until) if inv.window else None,
-            },
-            "summary": f"{inv.meetings} meetings with external participants ({inv.rows} rows); "
-            f"{inv.to_mark} rows to mark, {inv.already_marked} already marked.",
-            "evidence": _evidence(inv.evidence),
-        },
+        "invites": _invites_model(f),
         "history": {
             "title": "Earlier runs of setup-tool",
             "runs": len(hist.runs),
@@ -89,6 +75,90 @@ def findings_model(f: Findings) -> dict[str, Any]:
             "evidence": _evidence(hist.evidence),
         },
     }
+
+
+def _model_evidence(f: Findings) -> list[Evidence]:
+    if f.model is None:
+        return [Evidence("DatabaseModel.ModelData", "no DatabaseModel row: no dictionary steps")]
+    return [Evidence("DatabaseModel.ModelData", line) for line in f.model.evidence_lines()]
+
+
+def _invites_model(f: Findings) -> dict[str, Any]:
+    inv, since = f.invites, f.invites_since
+    window = inv.window
+    start = inv.selection.start if inv.selection else None
+    summary = (
+        f"{inv.meetings:,} invite meetings ({inv.rows:,} rows); {inv.to_mark:,} rows to mark, "
+        f"{inv.already_marked:,} already marked."
+    )
+    if inv.selection is None:
+        summary = "Not counted: no synchronizer in use, so nothing is marked."
+    elif inv.nothing_to_mark_because:
+        summary = inv.nothing_to_mark_because
+    absent = f.columns_absent
+    evidence = [
+        *since.evidence,
+        *inv.evidence,
+        Evidence(
+            "appointment",
+            "not in this database (used when present): " + ", ".join(absent)
+            if absent
+            else "every column and table the rule can use is present",
+        ),
+    ]
+    return {
+        "title": "Invite appointments (SPEC step 4)",
+        "meetings": inv.meetings,
+        "rows": inv.rows,
+        "selected_meetings": inv.selected_meetings,
+        "to_mark": inv.to_mark,
+        "in_sync_range": inv.in_sync_range,
+        "already_marked": inv.already_marked,
+        "other_warnings": inv.other_warnings,
+        "footprints": [
+            {
+                "kind": fp.kind,
+                "label": fp.label,
+                "meetings": fp.meetings,
+                "rows": fp.rows,
+                "counted": fp.counted,
+                "note": fp.note,
+            }
+            for fp in inv.footprints
+        ],
+        "left_out": [{"reason": reason, "rows": rows} for reason, rows in inv.left_out.items()],
+        "invites_since": {"at": iso(since.moment), "source": since.source},
+        "window": {
+            "from": iso(start),
+            "until": iso(window.until) if window else None,
+            "from_evidence": _window_start_evidence(f),
+            "until_evidence": _window_end_evidence(f),
+        },
+        "nothing_to_mark_because": inv.nothing_to_mark_because,
+        "summary": summary,
+        "evidence": _evidence(evidence),
+    }
+
+
+def _window_start_evidence(f: Findings) -> str:
+    selection = f.invites.selection
+    if selection is None:
+        return "no window: nothing is marked"
+    if selection.start is None:
+        return "no start: invites-since is undetermined and the tool never ran here"
+    if selection.start == selection.invites_since:
+        return f"invites-since, from {f.invites_since.source}"
+    return "the last run of setup-tool, since when Diary Synchronizer Active was off again"
+
+
+def _window_end_evidence(f: Findings) -> str:
+    selection = f.invites.selection
+    if selection is None:
+        return "no window: nothing is marked"
+    system = max(f.preference.system, key=lambda r: r.id, default=None)
+    if f.preference.effective is True and system is not None:
+        return f"UserPreference row {system.id} has said on since then (updated, else registered)"
+    return "this run, which switches Diary Synchronizer Active on"
 
 
 def _override(row: PreferenceRow) -> dict[str, Any]:
@@ -149,6 +219,28 @@ def _summary_line(step: StepPlan, mode: str) -> str:
     return f"{step.title}: {step.reason}"
 
 
+# NetServer caches preferences; a change reaches users at their next login (SOD user guide,
+# editing preference settings). The "No Login" system event and the cache names are not published
+# with keys a tool could write, so the tool advises instead (SUPEROFFICE.md).
+AFTER_CHANGE = [
+    "Users see Diary Synchronizer Active at their next login: SuperOffice (NetServer) caches "
+    "preferences.",
+    'Upgrade while SuperOffice\'s "No Login" system event is active (SuperOffice Admin > System '
+    "events), and recycle the NetServer and web application pools afterwards so every "
+    "server reads the new value.",
+    "On its first run the synchronizer marks the Outlook/Google side of these invitations itself.",
+]
+
+
+def after_change_advice(steps: list[StepPlan], mode: str) -> list[str]:
+    """What an administrator should do after the preference changes (none when it does not)."""
+    changing = any(
+        step.id == "preference" and step.decision == "change" and (step.rows or mode == "dry-run")
+        for step in steps
+    )
+    return list(AFTER_CHANGE) if changing else []
+
+
 def _exit_meaning(result: UpgradeResult) -> str:
     if result.mode == "dry-run" and result.exit_code == ExitCode.DONE:
         return "dry run complete (--detailed-exitcode exits 10 when changes are pending)"
@@ -178,6 +270,7 @@ def report_model(
         "findings": findings_model(plan.findings),
         "steps": [step_model(step) for step in plan.steps],
         "warnings": warnings,
+        "advice": after_change_advice(plan.steps, result.mode),
         "estimate_seconds": plan.estimate_seconds,
         "run_id": result.run_id,
         "log_file": log_file,
@@ -201,6 +294,7 @@ def detect_model(findings: Findings, db: Database) -> dict[str, Any]:
         "findings": findings_model(findings),
         "steps": [],
         "warnings": findings.warnings,
+        "advice": [],
         "estimate_seconds": None,
         "run_id": None,
         "log_file": None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -34,113 +34,155 @@ from setup_tool.errors import NotSuperOfficeError, UsageError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
-# (documented name, type, nullable). The first column is the primary key (plain int, no identity).
-ColumnSpec = tuple[str, type[TypeEngine[Any]] | TypeEngine[Any], bool]
+
+class ColumnSpec(NamedTuple):
+    """One documented column. `needed`: the tool reads or writes it, so a table lacks it only
+    when this is not the table the tool knows (a required table then stops the run); a column
+    that is not needed is used when present and reported as absent otherwise."""
+
+    name: str
+    type: type[TypeEngine[Any]] | TypeEngine[Any]
+    nullable: bool = False
+    needed: bool = True
+
+
+def _optional(
+    name: str, type_: type[TypeEngine[Any]] | TypeEngine[Any], nullable: bool = True
+) -> ColumnSpec:
+    return ColumnSpec(name, type_, nullable, needed=False)
+
 
 _REGISTERED_UPDATED: list[ColumnSpec] = [
-    ("registered", DateTime, False),
-    ("registered_associate_id", Integer, False),
-    ("updated", DateTime, False),
-    ("updated_associate_id", Integer, False),
-    ("updatedCount", Integer, False),  # 16-bit unsigned in SuperOffice: wider than smallint
+    ColumnSpec("registered", DateTime),
+    _optional("registered_associate_id", Integer, False),
+    ColumnSpec("updated", DateTime),
+    ColumnSpec("updated_associate_id", Integer),
+    ColumnSpec("updatedCount", Integer),  # 16-bit unsigned in SuperOffice: wider than smallint
 ]
 
+# The first column of each table is its primary key (plain int, no identity). Sources: SOD
+# `docs/en/database/tables/<table>.md` (SuperOfficeDocs/superoffice-docs).
 TABLE_SPECS: dict[str, list[ColumnSpec]] = {
     "appointment": [
-        ("appointment_id", Integer, False),
-        ("contact_id", Integer, False),
-        ("person_id", Integer, False),
-        ("associate_id", Integer, False),
+        ColumnSpec("appointment_id", Integer),
+        _optional("contact_id", Integer, False),
+        _optional("person_id", Integer, False),
+        ColumnSpec("associate_id", Integer),  # whose diary; 0 on an external participant's row
         *_REGISTERED_UPDATED,
-        ("type", SmallInteger, False),
-        ("status", SmallInteger, False),
-        ("mother_id", Integer, False),
-        ("invitedPersonId", Integer, False),
-        ("emailId", Integer, False),
-        ("activeDate", DateTime, False),
-        ("do_by", DateTime, False),
-        ("endDate", DateTime, False),
-        ("cautionWarning", SmallInteger, True),
-        ("mother_associate_id", Integer, False),
+        _optional("type", SmallInteger, False),
+        _optional("status", SmallInteger, False),
+        ColumnSpec("mother_id", Integer),
+        _optional("invitedPersonId", Integer, False),
+        ColumnSpec("emailId", Integer),  # footprint (c) of the invite system
+        ColumnSpec("activeDate", DateTime),  # the synchronizer's sync range is about this date
+        _optional("do_by", DateTime, False),
+        _optional("endDate", DateTime, False),
+        ColumnSpec("cautionWarning", SmallInteger, True),  # SuperOffice database step 45
+        # Used when present (SPEC: columns that came after 8.5 R10 are never required).
+        _optional("recurrenceRuleId", Integer),  # a recurring series: marked whole or not at all
+        _optional("mother_associate_id", Integer),  # SuperOffice step 60, after spring 2020
+        _optional("SendEmail", SmallInteger),  # footprint (b)
+        _optional("owned_externally", SmallInteger),  # 2 Outlook, 3 Google: never marked
     ],
     "UserPreference": [
-        ("userpreference_id", Integer, False),
-        ("deflevel", SmallInteger, False),
-        ("maxlevel", SmallInteger, False),
-        ("owner_id", Integer, False),
-        ("prefsection", String(255), False),
-        ("prefkey", String(255), False),
-        ("prefvalue", String(2000), True),
+        ColumnSpec("userpreference_id", Integer),
+        ColumnSpec("deflevel", SmallInteger),
+        ColumnSpec("maxlevel", SmallInteger),
+        ColumnSpec("owner_id", Integer),
+        ColumnSpec("prefsection", String(255)),
+        ColumnSpec("prefkey", String(255)),
+        ColumnSpec("prefvalue", String(2000), True),
         *_REGISTERED_UPDATED,
     ],
     "ProductVersion": [
-        ("ProductVersion_id", Integer, False),
-        ("ownerName", String(255), False),
-        ("codeName", String(255), False),
-        ("version", String(255), False),
-        ("comment", String(2000), True),
-        ("updatePath", String(2000), True),
+        ColumnSpec("ProductVersion_id", Integer),
+        ColumnSpec("ownerName", String(255)),
+        ColumnSpec("codeName", String(255)),
+        ColumnSpec("version", String(255)),
+        _optional("comment", String(2000)),
+        _optional("updatePath", String(2000)),
         *_REGISTERED_UPDATED,
     ],
     "sequence": [
-        ("id", Integer, False),
-        ("next_id", Integer, False),
-        ("TableName", String(255), False),
-        ("TableNumber", Integer, False),
+        ColumnSpec("id", Integer),
+        ColumnSpec("next_id", Integer),
+        ColumnSpec("TableName", String(255)),
+        ColumnSpec("TableNumber", Integer),
     ],
     "travelcurrent": [
-        ("travelcurrent_id", Integer, False),
-        ("current_id", Integer, False),
-        ("systemlevel", SmallInteger, False),
+        ColumnSpec("travelcurrent_id", Integer),
+        ColumnSpec("current_id", Integer),
+        ColumnSpec("systemlevel", SmallInteger),
     ],
     "traveltransactionlog": [
-        ("traveltransactionlog_id", Integer, False),
-        ("ttime", DateTime, False),
-        ("prev_record_id", Integer, False),
-        ("type", Integer, False),
-        ("associate_id", Integer, False),
-        ("tablenumber", Integer, False),
-        ("record_id", Integer, False),
-        ("flags", Integer, False),
-        ("application_id", Integer, False),
+        ColumnSpec("traveltransactionlog_id", Integer),
+        ColumnSpec("ttime", DateTime),
+        ColumnSpec("prev_record_id", Integer),
+        ColumnSpec("type", Integer),
+        ColumnSpec("associate_id", Integer),
+        ColumnSpec("tablenumber", Integer),
+        ColumnSpec("record_id", Integer),
+        ColumnSpec("flags", Integer),
+        ColumnSpec("application_id", Integer),
     ],
     "DatabaseModel": [
-        ("DatabaseModel_id", Integer, False),
-        ("ModelVersion", String(255), False),
-        ("ModelData", LargeBinary, True),
+        ColumnSpec("DatabaseModel_id", Integer),
+        ColumnSpec("ModelVersion", String(255)),
+        ColumnSpec("ModelData", LargeBinary, True),
     ],
     # Licence tables: only the columns the tool reads (SuperOffice's have many more).
     "ModuleOwner": [
-        ("ModuleOwner_id", Integer, False),
-        ("ownerName", String(239), False),
-        ("ownerDescription", String(254), True),
+        ColumnSpec("ModuleOwner_id", Integer),
+        ColumnSpec("ownerName", String(239)),
+        _optional("ownerDescription", String(254)),
     ],
     "ModuleLicense": [
-        ("ModuleLicense_id", Integer, False),
-        ("ModuleOwner_id", Integer, False),
-        ("moduleName", String(239), False),
-        ("moduleDescription", String(254), True),
+        ColumnSpec("ModuleLicense_id", Integer),
+        ColumnSpec("ModuleOwner_id", Integer),
+        ColumnSpec("moduleName", String(239)),
+        _optional("moduleDescription", String(254)),
+    ],
+    # Footprint (a) of the invite system: "invitations (iCal) leading to appointments", added by
+    # SuperOffice's dictionary "invitation" step 1 (SOD tables/invitation.md; release notes 9.2).
+    "invitation": [
+        ColumnSpec("invitation_id", Integer),
+        _optional("event_uid", String(255)),
+        _optional("event_sequence", Integer),
+        _optional("event_dtstamp", DateTime),
+        ColumnSpec("appointment_id", Integer),  # "the id of the mother appointment record"
+        _optional("organizer_email", String(255)),
+        _optional("organizer_fullname", String(255)),
+        _optional("recurring_start_date", DateTime),
+        _optional("recurring_end_date", DateTime),
+        _optional("template_language", String(10)),
+        *_REGISTERED_UPDATED,
     ],
     # Read-only context for reports and the demo; never written by the tool.
     "person": [
-        ("person_id", Integer, False),
-        ("contact_id", Integer, False),
-        ("firstname", String(255), False),
-        ("lastname", String(255), False),
+        ColumnSpec("person_id", Integer),
+        ColumnSpec("contact_id", Integer),
+        ColumnSpec("firstname", String(255)),
+        ColumnSpec("lastname", String(255)),
         *_REGISTERED_UPDATED,
     ],
     "associate": [
-        ("associate_id", Integer, False),
-        ("name", String(255), False),
-        ("person_id", Integer, False),
+        ColumnSpec("associate_id", Integer),
+        ColumnSpec("name", String(255)),
+        ColumnSpec("person_id", Integer),
     ],
 }
 
 # Tables without which the tool cannot do its work; the rest are optional evidence.
 REQUIRED_TABLES = ("appointment", "UserPreference", "sequence")
 
-# Columns newer SuperOffice versions add; read when present, never required.
-OPTIONAL_COLUMNS = {"appointment": ("SendEmail", "owned_externally")}
+# What a genuine 8.5 R10 database may lack (SUPEROFFICE.md, "Columns that arrived after 8.5
+# R10"): `setup-tool demo --scenario r10-shape` builds without them.
+AFTER_R10_COLUMNS = {"appointment": ("mother_associate_id", "SendEmail", "owned_externally")}
+AFTER_R10_TABLES = ("invitation",)
+
+
+def needed_columns(canonical: str) -> list[str]:
+    return [spec.name for spec in TABLE_SPECS[canonical] if spec.needed]
 
 
 @dataclass(frozen=True)
@@ -159,6 +201,20 @@ class SuperOfficeTables:
     modulelicense: Table | None
     person: Table | None
     associate: Table | None
+    invitation: Table | None
+
+    def has(self, table: Table | None, column: str) -> bool:
+        """Does `table` exist here and have the (documented) column?"""
+        return table is not None and column in table.c
+
+    def absent_columns(self) -> list[str]:
+        """Optional appointment columns and tables this database does not have."""
+        absent = [
+            f"appointment.{spec.name}"
+            for spec in TABLE_SPECS["appointment"]
+            if not spec.needed and spec.name not in self.appointment.c
+        ]
+        return absent + (["invitation table"] if self.invitation is None else [])
 
 
 def validate_table_prefix(prefix: str | None) -> str | None:
@@ -182,25 +238,32 @@ def _table(
     actual_name: str | None = None,
     actual_columns: dict[str, str] | None = None,
     small_columns: frozenset[str] = frozenset(),
+    omit: tuple[str, ...] = (),
 ) -> Table:
+    """The table with every documented column it has (all of them when `actual_columns` is
+    None, less `omit`), each addressed by its documented name whatever the stored spelling."""
     columns = []
-    for index, (name, type_, nullable) in enumerate(TABLE_SPECS[canonical]):
-        physical = actual_columns.get(name.lower(), name) if actual_columns else name
-        if name.lower() in small_columns:
+    for index, spec in enumerate(TABLE_SPECS[canonical]):
+        if spec.name in omit:
+            continue
+        physical = spec.name
+        if actual_columns is not None:
+            if spec.name.lower() not in actual_columns:
+                continue
+            physical = actual_columns[spec.name.lower()]
+        type_ = spec.type
+        if spec.name.lower() in small_columns:
             type_ = SmallInteger  # as stored: a DBA's SMALLINT caps counters at 32767
         columns.append(
             Column(
                 physical,
                 type_,
-                key=name,
+                key=spec.name,
                 primary_key=index == 0,
-                nullable=nullable,
+                nullable=spec.nullable,
                 autoincrement=False,
             )
         )
-    for name in OPTIONAL_COLUMNS.get(canonical, ()):
-        if actual_columns and name.lower() in actual_columns:
-            columns.append(Column(actual_columns[name.lower()], SmallInteger, key=name))
     return Table(actual_name or canonical, metadata, *columns, schema=schema)
 
 
@@ -223,20 +286,29 @@ def _build(tables: dict[str, Table | None], schema: str | None) -> SuperOfficeTa
         modulelicense=tables.get("ModuleLicense"),
         person=tables.get("person"),
         associate=tables.get("associate"),
+        invitation=tables.get("invitation"),
     )
 
 
-def canonical_metadata(schema: str | None = None) -> MetaData:
-    """All SuperOffice tables with their documented names (the demo database builds from this)."""
+def canonical_metadata(schema: str | None = None, *, after_r10: bool = True) -> MetaData:
+    """All SuperOffice tables with their documented names (the demo database builds from this).
+
+    `after_r10=False` leaves out what came after 8.5 R10: the shape of a genuine R10 database.
+    """
     metadata = MetaData()
     for canonical in TABLE_SPECS:
-        _table(metadata, canonical, schema)
+        if not after_r10 and canonical in AFTER_R10_TABLES:
+            continue
+        omit = () if after_r10 else AFTER_R10_COLUMNS.get(canonical, ())
+        _table(metadata, canonical, schema, omit=omit)
     return metadata
 
 
-def canonical_tables(schema: str | None = None) -> SuperOfficeTables:
-    metadata = canonical_metadata(schema)
-    return _build({name: metadata.tables[_qualified(name, schema)] for name in TABLE_SPECS}, schema)
+def canonical_tables(schema: str | None = None, *, after_r10: bool = True) -> SuperOfficeTables:
+    metadata = canonical_metadata(schema, after_r10=after_r10)
+    return _build(
+        {name: metadata.tables.get(_qualified(name, schema)) for name in TABLE_SPECS}, schema
+    )
 
 
 def _qualified(name: str, schema: str | None) -> str:
@@ -277,7 +349,7 @@ def reflect_tables(conn: Connection, schema: str | None) -> SuperOfficeTables:
             for c in reflected
             if isinstance(c["type"], SmallInteger) and c["name"].lower() == "updatedcount"
         )
-        absent = [name for name, _, _ in TABLE_SPECS[canonical] if name.lower() not in columns]
+        absent = [name for name in needed_columns(canonical) if name.lower() not in columns]
         if absent and canonical in REQUIRED_TABLES:
             missing_columns += [f"{canonical}.{name}" for name in absent]
         if absent and canonical not in REQUIRED_TABLES:

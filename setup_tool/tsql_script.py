@@ -17,9 +17,9 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.sql import ClauseElement
 
 from setup_tool import __version__
-from setup_tool.bookkeeping import Bookkeeping, bookkeeping_sql
+from setup_tool.bookkeeping import BOOKKEEPING_HEAD, Bookkeeping, bookkeeping_sql
 from setup_tool.database import Database
-from setup_tool.findings import MarkingWindow
+from setup_tool.invites import Selection
 from setup_tool.sequence import table_number
 from setup_tool.steps import StepContext, StepPlan, UpgradeSettings, preference
 from setup_tool.steps import mark_invites as marking
@@ -63,15 +63,17 @@ def tsql_script(
     ctx = StepContext(db.tables, db.books, plan.findings, settings, DIALECT, plan.now)
     script = Script(ctx, db.books, table_numbers)
     parts = [script.header(db.display_url), _go("SET XACT_ABORT ON;")]
-    if not plan.findings.history.installed:
-        parts.append(bookkeeping_sql(db.schema, "mssql"))
+    revision = plan.findings.history.revision
+    if revision != BOOKKEEPING_HEAD:
+        parts.append(bookkeeping_sql(db.schema, "mssql", since_revision=revision))
     parts.append(script.start_run())
     steps = {step.id: step for step in plan.steps}
     parts.append(script.preference(steps[preference.STEP_ID]))
     if steps[preference.OVERRIDES_ID].decision == "change":
         parts.append(script.overrides(steps[preference.OVERRIDES_ID]))
-    if steps[marking.STEP_ID].decision == "change" and plan.findings.invites.window:
-        parts.append(script.mark(plan.findings.invites.window))
+    selection = plan.findings.invites.selection
+    if steps[marking.STEP_ID].decision == "change" and selection:
+        parts.append(script.mark(selection))
     parts.append(script.finish_run(plan))
     return "\n".join(parts)
 
@@ -246,9 +248,10 @@ class Script:
             *self._travel("UserPreference", changed, "rows", UPDATED),
         ]
 
-    def mark(self, window: MarkingWindow) -> str:
+    def mark(self, selection: Selection) -> str:
         tables, books, settings = self.ctx.tables, self.books, self.ctx.settings
-        window = dataclasses.replace(window, until_sql=var("until"))
+        window = dataclasses.replace(selection.window, until_sql=var("until"))
+        selection = dataclasses.replace(selection, window=window)
         step, lo, hi, batch = var("step"), var("lo"), var("hi"), var("batch")
         s, run = books.step, books.run
         open_step = s.insert().values(
@@ -259,6 +262,8 @@ class Script:
             rows_changed=0,
             window_from=window.start,
             window_until=var("until"),
+            invites_since=selection.invites_since,
+            footprints=",".join(sorted(selection.footprints)),
             batches_done=0,
             started_at=var("now"),
         )
@@ -282,18 +287,13 @@ class Script:
             "    SET @batch = @batch + 1;",
             "    BEGIN TRANSACTION;",
             "    "
-            + sql(
-                marking.record_batch_statement(
-                    tables, books, window, step, lo, hi, batch, var("now")
-                )
-            ),
+            + sql(marking.record_batch_statement(tables, books, step, lo, hi, batch, var("now"))),
             "    SET @recorded = @@ROWCOUNT;",
             "    "
             + sql(
                 marking.mark_batch_statement(
                     tables,
                     books,
-                    window,
                     step,
                     lo,
                     hi,
@@ -342,7 +342,7 @@ class Script:
             "DECLARE @first INT;",
             sql(open_step.inline()),
             "SET @step = SCOPE_IDENTITY();",
-            sql(marking.stage_candidates_statement(tables, books, step, window)),
+            sql(marking.stage_candidates_statement(tables, books, step, selection)),
             sql(update(s).where(s.c.step_row_id == step).values(status="marking")),
             *loop,
             sql(finish),

@@ -42,6 +42,8 @@ class Interaction(Protocol):
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None: ...
 
+    def answer_invites_since(self, findings: Findings) -> datetime | None: ...
+
     def confirm(self, plan: UpgradePlan) -> bool: ...
 
 
@@ -157,7 +159,24 @@ def plan_with_answers(
                 no_synchronizer=answered.no_synchronizer,
             )
             plan = plan_upgrade(db, answers, settings, probe)
+    if _ask_invites_since(plan):
+        since = interaction.answer_invites_since(plan.findings)
+        if since is not None:
+            answers = dataclasses.replace(answers, invites_since=since)
+            plan = plan_upgrade(db, answers, settings, probe)
     return plan
+
+
+def _ask_invites_since(plan: UpgradePlan) -> bool:
+    """Footprint (c) waits for invites-since: ask when emailId rows exist and nothing says."""
+    f = plan.findings
+    return (
+        not plan.blocked
+        and f.synchronizer.in_use is True
+        and f.invites_since.moment is None
+        and f.invites_since.email_id_rows_exist
+        and "email-id" in plan.answers.footprints
+    )
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -303,10 +322,13 @@ def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:
 
 def _window_until(findings: Findings, planned_now: datetime, now: datetime) -> Findings:
     # A window that ended "now" at planning ends at the real start: the wizard may have waited.
-    window = findings.invites.window
-    if window is None or window.until != planned_now:
+    selection = findings.invites.selection
+    if selection is None or selection.window.until != planned_now:
         return findings
-    invites = dataclasses.replace(findings.invites, window=dataclasses.replace(window, until=now))
+    window = dataclasses.replace(selection.window, until=now)
+    invites = dataclasses.replace(
+        findings.invites, selection=dataclasses.replace(selection, window=window)
+    )
     return dataclasses.replace(findings, invites=invites)
 
 

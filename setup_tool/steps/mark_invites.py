@@ -1,27 +1,29 @@
 """Step 4: mark pre-existing invite appointments so the synchronizer does not duplicate them.
 
-An invite appointment is any row (master or participant) of a meeting with at least one external
-participant row (associate_id = 0, invitedPersonId <> 0). Rows registered while Diary Synchronizer
-Active was off get cautionWarning = 1 (NotInSync), only where it is 0 or NULL.
+Which rows: setup_tool.invites (SPEC step 4): rows in an associate's diary, not owned by
+Outlook/Google, without a caution warning, of meetings that carry a footprint of SuperOffice's
+invite system and were registered from invites-since until Diary Synchronizer Active went on.
+They get cautionWarning = 1 (NotInSync).
 
 How it stays fast and safe on millions of rows:
 - the meetings are resolved once: the rows to mark are staged in setup_tool_candidate;
 - then keyset batches walk appointment_id ranges (lo, hi] holding at most batch_size candidates;
   each batch is one transaction that records previous values, updates, writes the travel log
   and moves the checkpoint, so a crash or Ctrl-C loses at most the batch in flight;
-- every statement names `mother_id <> 0`, so planners never visit the plain appointments.
+- each batch checks the row-level conditions again (someone may have set a warning meanwhile);
+  which meetings qualify was decided once, when the candidates were staged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Exists,
     Insert,
     Select,
     Table,
@@ -30,26 +32,44 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     func,
     literal,
     literal_column,
-    or_,
     select,
     update,
 )
-from sqlalchemy.sql import FromClause
 
 from setup_tool.bookkeeping import Bookkeeping, record_previous_values
 from setup_tool.clock import is_real_date
 from setup_tool.errors import InterruptedRun, SetupToolError
 from setup_tool.findings import (
+    EXTERNAL_ROWS,
+    EXTERNALLY_OWNED_ROWS,
+    OTHER_WARNINGS,
+    OUTSIDE_WINDOW,
     Evidence,
+    FootprintCount,
     HistoryFinding,
     InviteCounts,
+    InvitesSince,
     MarkingWindow,
     PreferenceFinding,
     UnfinishedMarking,
+)
+from setup_tool.invites import (
+    EMAIL_ID,
+    FOOTPRINTS,
+    INVITATION,
+    NOT_IN_SYNC,
+    SEND_EMAIL,
+    InviteSets,
+    Selection,
+    in_a_diary,
+    invite_sets,
+    markable,
+    not_externally_owned,
+    rows_of,
+    to_mark,
 )
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.steps import (
@@ -64,51 +84,11 @@ from setup_tool.travel import UPDATED, log_changes
 
 STEP_ID = "mark_invites"
 TITLE = "Mark pre-existing invite appointments"
-NOT_IN_SYNC = 1
 SAMPLE_SIZE = 10
 ASSUMED_ROWS_PER_SECOND = 20_000  # for the estimate only; the benchmark measures the real rate
-
-
-# --- which rows -------------------------------------------------------------------------------
-
-
-def invite_meeting(tables: SuperOfficeTables, row: Table) -> ColumnElement[bool]:
-    """`row` is in a meeting that has an external participant row.
-
-    Written as `mother_id IN (the few meetings with an external participant)`, not as a
-    correlated EXISTS: SQLite without statistics answered the EXISTS through the associate_id
-    index, scanning every external row once per meeting row (hours at a million rows); the IN set
-    is resolved once and then drives seeks on the mother_id index (milliseconds).
-    """
-    participant = tables.appointment.alias("participant")
-    meetings = select(participant.c.mother_id).where(
-        in_a_meeting(participant),
-        participant.c.associate_id == 0,
-        participant.c.invitedPersonId.op("<>")(0),
-    )
-    return row.c.mother_id.in_(meetings)
-
-
-def in_a_meeting(row: FromClause) -> ColumnElement[bool]:
-    # Explicit, so every planner skips the plain appointments (mother_id = 0) up front.
-    return row.c.mother_id.op("<>")(0)  # type: ignore[no-any-return]
-
-
-def unwarned(row: Table) -> ColumnElement[bool]:
-    return or_(row.c.cautionWarning == 0, row.c.cautionWarning.is_(None))
-
-
-def in_window(row: Table, window: MarkingWindow) -> ColumnElement[bool]:
-    until = window.until if window.until_sql is None else window.until_sql
-    condition = row.c.registered < until
-    if window.start is not None:
-        condition = and_(row.c.registered >= window.start, condition)
-    return condition
-
-
-def needs_marking(tables: SuperOfficeTables, window: MarkingWindow) -> ColumnElement[bool]:
-    a = tables.appointment
-    return and_(in_a_meeting(a), unwarned(a), in_window(a, window), invite_meeting(tables, a))
+# The synchronizer's default sync range (kb.infobridge.com article 203736391): marks outside it
+# change nothing the synchronizer does today, but stay as a precaution.
+SYNC_RANGE_BACK, SYNC_RANGE_AHEAD = timedelta(days=30), timedelta(days=120)
 
 
 # --- the window -------------------------------------------------------------------------------
@@ -122,7 +102,8 @@ def marking_window(
     First run: everything before now, or before the preference was switched on if a system row
     already says on (its `updated`, else `registered`, date). Later runs: nothing new while the
     preference stayed on since the last run; from the last run on when it was switched off since
-    (from the row's change date if SuperOffice stamped one after the last run).
+    (from the row's change date if SuperOffice stamped one after the last run). invites-since
+    (setup_tool.invites.Selection) narrows the start further.
     """
     last_on = history.last_preference_on_at
     newest = max(preference.system, key=lambda r: r.id, default=None)
@@ -144,47 +125,194 @@ def marking_window(
 
 
 def count_invites(
-    conn: Connection, tables: SuperOfficeTables, window: MarkingWindow | None
+    conn: Connection,
+    tables: SuperOfficeTables,
+    selection: Selection | None,
+    since: InvitesSince,
+    now: datetime,
 ) -> InviteCounts:
-    """All invite figures in one pass over the meetings' rows."""
-    a = tables.appointment
-    cw = a.c.cautionWarning
-
-    def flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    to_mark = and_(unwarned(a), in_window(a, window)) if window else literal(False)
-    query = select(
-        func.count(func.distinct(a.c.mother_id)),
-        func.count(),
-        flag(cw == NOT_IN_SYNC),
-        flag(cw > NOT_IN_SYNC),
-        flag(to_mark),
-    ).where(in_a_meeting(a), invite_meeting(tables, a))
-    meetings, rows, marked, other, pending = conn.execute(query).one()
+    """Every invite figure in two statements, each one scan of the appointment table."""
+    if selection is None:
+        return InviteCounts([], 0, 0, 0, 0, 0, 0, {}, None, _no_sync_evidence())
+    sets = invite_sets(tables, selection)
+    footprints, meetings, selected = _count_meetings(conn, tables, sets, selection, since)
+    rows, groups = _classify_rows(conn, tables, sets, now)
+    to_mark_rows = groups.get("to_mark", 0)
+    left_out = {
+        EXTERNAL_ROWS: groups.get("external", 0),
+        EXTERNALLY_OWNED_ROWS: groups.get("owned", 0),
+        OTHER_WARNINGS: groups.get("other", 0),
+        OUTSIDE_WINDOW: groups.get("outside", 0),
+    }
     evidence = [
         Evidence(
             "appointment",
-            f"{meetings} meetings with an external participant "
-            f"(associate_id = 0, invitedPersonId <> 0), {rows} rows in them",
+            f"{f.label}: {f.meetings:,} meetings, {f.rows:,} rows"
+            + (f" (not counted: {f.note})" if not f.counted else ""),
         )
+        for f in footprints
     ]
-    if window:
-        evidence.append(
-            Evidence(
-                "appointment", f"{pending} rows with cautionWarning 0 or NULL {window.describe()}"
+    evidence.append(
+        Evidence(
+            "appointment",
+            f"{meetings:,} invite meetings ({rows:,} rows), {selected:,} of them "
+            f"{selection.describe()}: {to_mark_rows:,} rows to mark "
+            f"({groups.get('in_range', 0):,} inside the synchronizer's default sync range, "
+            "30 days back to 120 ahead)",
+        )
+    )
+    counts = InviteCounts(
+        footprints=footprints,
+        meetings=meetings,
+        rows=rows,
+        selected_meetings=selected,
+        to_mark=to_mark_rows,
+        in_sync_range=groups.get("in_range", 0),
+        already_marked=groups.get("marked", 0),
+        left_out=left_out,
+        selection=selection,
+        evidence=evidence,
+    )
+    return _with_reason(counts)
+
+
+def _no_sync_evidence() -> list[Evidence]:
+    return [Evidence("appointment", "not counted: no synchronizer in use, nothing is marked")]
+
+
+def _count_meetings(
+    conn: Connection,
+    tables: SuperOfficeTables,
+    sets: InviteSets,
+    selection: Selection,
+    since: InvitesSince,
+) -> tuple[list[FootprintCount], int, int]:
+    """Per footprint its meetings and rows, then all invite meetings and the selected ones: one
+    statement, so the footprint scan is shared."""
+    a = tables.appointment
+    usable = selection.usable(tables)
+
+    def count(query: Select[Any]) -> ColumnElement[int]:
+        return select(func.count()).select_from(query.subquery()).scalar_subquery()
+
+    columns = []
+    for kind in FOOTPRINTS:
+        columns.append(count(sets.footprint_meetings(kind)) if kind in usable else literal(0))
+        rows = select(a.c.appointment_id).where(rows_of(a, sets.footprint_meetings(kind)))
+        columns.append(count(rows) if kind in usable else literal(0))
+    columns += [count(sets.meetings(within=False)), count(sets.meetings(within=True))]
+    values = [int(v or 0) for v in conn.execute(select(*columns)).one()]
+    footprints = []
+    for index, kind in enumerate(FOOTPRINTS):
+        note = _footprint_note(kind, tables, selection, since)
+        footprints.append(
+            FootprintCount(
+                kind,
+                FOOTPRINTS[kind],
+                values[2 * index],
+                values[2 * index + 1],
+                kind in usable,
+                note,
             )
         )
-    return InviteCounts(
-        int(meetings), int(rows), int(marked), int(other), int(pending), window, evidence
+    return footprints, values[-2], values[-1]
+
+
+def _footprint_note(
+    kind: str, tables: SuperOfficeTables, selection: Selection, since: InvitesSince
+) -> str:
+    if kind not in selection.footprints:
+        return "left out by --footprints"
+    if kind == INVITATION and tables.invitation is None:
+        return "this database has no invitation table (it came after 8.5 R10)"
+    if kind == SEND_EMAIL and "SendEmail" not in tables.appointment.c:
+        return "this database has no appointment.SendEmail column (it came after 8.5 R10)"
+    if kind == EMAIL_ID and selection.invites_since is None:
+        rows = "rows with emailId <> 0 exist" if since.email_id_rows_exist else "no emailId rows"
+        return f"invites-since is undetermined ({rows}); give --invites-since to use it"
+    return ""
+
+
+def _classify_rows(
+    conn: Connection, tables: SuperOfficeTables, sets: InviteSets, now: datetime
+) -> tuple[int, dict[str, int]]:
+    """Rows of every invite meeting, grouped by what happens to them (one scan, shared)."""
+    a = tables.appointment
+    selected = rows_of(a, sets.meetings(within=True))
+    outcome = case(
+        (~in_a_diary(a), "external"),
+        (~not_externally_owned(a), "owned"),
+        (a.c.cautionWarning == NOT_IN_SYNC, "marked"),
+        (a.c.cautionWarning > NOT_IN_SYNC, "other"),
+        (~selected, "outside"),
+        else_="to_mark",
+    ).label("outcome")
+    in_range = case(
+        (
+            and_(
+                a.c.activeDate >= now - SYNC_RANGE_BACK,
+                a.c.activeDate < now + SYNC_RANGE_AHEAD,
+            ),
+            1,
+        ),
+        else_=0,
+    ).label("in_range")
+    inner = (
+        select(outcome, in_range)
+        .where(rows_of(a, sets.meetings(within=False)))
+        .subquery("invite_rows")
     )
+    query = select(inner.c.outcome, inner.c.in_range, func.count()).group_by(
+        inner.c.outcome, inner.c.in_range
+    )
+    groups: dict[str, int] = {}
+    total = 0
+    for name, ranged, rows in conn.execute(query):
+        total += rows
+        groups[name] = groups.get(name, 0) + rows
+        if name == "to_mark" and ranged:
+            groups["in_range"] = groups.get("in_range", 0) + rows
+    return total, groups
 
 
-def sample_ids(conn: Connection, tables: SuperOfficeTables, window: MarkingWindow) -> list[int]:
+def _with_reason(counts: InviteCounts) -> InviteCounts:
+    """One sentence for the report when nothing is marked."""
+    selection = counts.selection
+    assert selection is not None
+    reason = None
+    start, until = selection.start, selection.window.until
+    if counts.to_mark:
+        return counts
+    if start is not None and until <= start:
+        reason = (
+            f"Diary Synchronizer Active has been on since {until:%Y-%m-%d %H:%M} UTC, before "
+            f"invites arrived ({start:%Y-%m-%d %H:%M} UTC): no invite appointment was made while "
+            "it was off (SuperOffice's own upgrade switches it on for existing synchronizer "
+            "customers), so nothing is marked."
+        )
+    elif counts.meetings == 0:
+        reason = (
+            "No appointment carries a footprint of SuperOffice's invite system (an invitation "
+            "row, SendEmail = 1, or emailId after invites-since), so nothing is marked."
+        )
+    elif counts.selected_meetings == 0:
+        reason = (
+            f"No invite meeting was {selection.describe()} (while Diary Synchronizer Active was "
+            "off), so nothing is marked."
+        )
+    else:
+        reason = (
+            "Every row of the invite meetings in the window is already marked, external, owned "
+            "by Outlook/Google or carries another warning, so nothing is left to mark."
+        )
+    return dataclasses.replace(counts, nothing_to_mark_because=reason)
+
+
+def sample_ids(conn: Connection, tables: SuperOfficeTables, selection: Selection) -> list[int]:
     a = tables.appointment
     query = (
         select(a.c.appointment_id)
-        .where(needs_marking(tables, window))
+        .where(to_mark(tables, selection))
         .order_by(a.c.appointment_id)
         .limit(SAMPLE_SIZE)
     )
@@ -194,44 +322,33 @@ def sample_ids(conn: Connection, tables: SuperOfficeTables, window: MarkingWindo
 def remaining_of_unfinished(
     conn: Connection, tables: SuperOfficeTables, books: Bookkeeping, unfinished: UnfinishedMarking
 ) -> int:
-    a = tables.appointment
-    query = select(func.count()).where(
-        a.c.appointment_id > (unfinished.checkpoint_key or 0)
-        if unfinished.checkpoint_key
-        else literal(True),
-        in_a_meeting(a),
-        unwarned(a),
-        in_window(a, unfinished.window),
-        _staged(books, unfinished.step_row_id, a),
-    )
+    a, c = tables.appointment, books.candidate
     staged = conn.execute(
-        select(func.count()).where(books.candidate.c.step_row_id == unfinished.step_row_id)
+        select(func.count()).where(c.c.step_row_id == unfinished.step_row_id)
     ).scalar_one()
-    if staged == 0:  # it stopped before staging: the whole window is still to do
+    if staged == 0:  # it stopped before staging: its whole selection is still to do
         return int(
             conn.execute(
-                select(func.count()).where(needs_marking(tables, unfinished.window))
+                select(func.count()).where(to_mark(tables, unfinished.selection))
             ).scalar_one()
         )
-    return int(conn.execute(query).scalar_one())
-
-
-def _staged(books: Bookkeeping, step_row_id: SqlValue, row: Table) -> Exists:
-    c = books.candidate
-    return exists().where(
-        c.c.step_row_id == step_row_id, c.c.appointment_id == row.c.appointment_id
+    left = select(c.c.appointment_id).where(
+        c.c.step_row_id == unfinished.step_row_id,
+        c.c.appointment_id > (unfinished.checkpoint_key or -(2**31)),
     )
+    query = select(func.count()).where(a.c.appointment_id.in_(left), markable(a))
+    return int(conn.execute(query).scalar_one())
 
 
 # --- the statements ---------------------------------------------------------------------------
 
 
 def stage_candidates_statement(
-    tables: SuperOfficeTables, books: Bookkeeping, step_row_id: SqlValue, window: MarkingWindow
+    tables: SuperOfficeTables, books: Bookkeeping, step_row_id: SqlValue, selection: Selection
 ) -> Insert:
     a = tables.appointment
     c = books.candidate
-    rows = select(sql_value(step_row_id), a.c.appointment_id).where(needs_marking(tables, window))
+    rows = select(sql_value(step_row_id), a.c.appointment_id).where(to_mark(tables, selection))
     return (
         c.insert()
         .from_select([c.c.step_row_id, c.c.appointment_id], rows)
@@ -284,7 +401,6 @@ def _staged_in_range(
 def record_batch_statement(
     tables: SuperOfficeTables,
     books: Bookkeeping,
-    window: MarkingWindow,
     step_row_id: SqlValue,
     lo: ColumnElement[int],
     hi: ColumnElement[int],
@@ -307,9 +423,7 @@ def record_batch_statement(
         sql_value(now),
     ).where(
         _in_range(a, lo, hi),
-        in_a_meeting(a),
-        unwarned(a),
-        in_window(a, window),
+        markable(a),
         _staged_in_range(books, step_row_id, a, lo, hi),
     )
     return record_previous_values(books, rows, "caution_warning")
@@ -325,7 +439,6 @@ def recorded_ids(
 def mark_batch_statement(
     tables: SuperOfficeTables,
     books: Bookkeeping,
-    window: MarkingWindow,
     step_row_id: SqlValue,
     lo: ColumnElement[int],
     hi: ColumnElement[int],
@@ -338,9 +451,7 @@ def mark_batch_statement(
         update(a)
         .where(
             _in_range(a, lo, hi),
-            in_a_meeting(a),
-            unwarned(a),
-            in_window(a, window),
+            markable(a),
             a.c.appointment_id.in_(recorded_ids(books, step_row_id, batch_no)),
         )
         .values(
@@ -378,22 +489,26 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
             "No synchronizer in use: nothing would duplicate invites, so no appointment is marked.",
         )
     unfinished = findings.history.unfinished
-    window = findings.invites.window
+    invites = findings.invites
+    selection = invites.selection
     started = time.perf_counter()
     resumed = remaining_of_unfinished(conn, ctx.tables, ctx.books, unfinished) if unfinished else 0
-    rows = resumed + findings.invites.to_mark
-    samples = sample_ids(conn, ctx.tables, window) if window and findings.invites.to_mark else []
+    rows = resumed + invites.to_mark
+    samples = sample_ids(conn, ctx.tables, selection) if selection and invites.to_mark else []
     reasons = []
     if unfinished:
         reasons.append(
-            f"resumes run {unfinished.run_id}'s marking: {resumed} rows left "
-            f"({unfinished.window.describe()})"
+            f"resumes run {unfinished.run_id}'s marking: {resumed:,} rows left "
+            f"({unfinished.selection.describe()})"
         )
-    if window:
+    if selection and invites.to_mark:
         reasons.append(
-            f"{findings.invites.to_mark} rows of meetings with external participants "
-            f"{window.describe()} have cautionWarning 0 or NULL"
+            f"{invites.to_mark:,} rows of {invites.selected_meetings:,} invite meetings "
+            f"{selection.describe()} are in a diary, not owned by Outlook/Google and have "
+            "cautionWarning 0 or NULL"
         )
+    elif selection:
+        reasons.append(invites.nothing_to_mark_because or "nothing to mark")
     else:
         reasons.append("Diary Synchronizer Active stayed on since the last run: no new rows")
     # An unfinished marking is resumed even with no row left: a stop after its last batch left
@@ -402,17 +517,17 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
         STEP_ID,
         TITLE,
         "change" if rows or unfinished else "done",
-        _sentence("; ".join(reasons)),
+        _sentence("; ".join(r.rstrip(".") for r in reasons)),
         rows=rows,
         sample_ids=samples,
-        sql=marking_sql(ctx, window or MarkingWindow(None, ctx.now)),
+        sql=marking_sql(ctx, selection or Selection(MarkingWindow(None, ctx.now), None)),
         estimate_seconds=round(
             2 * (time.perf_counter() - started) + rows / ASSUMED_ROWS_PER_SECOND, 1
         ),
     )
-    if findings.invites.other_warnings:
+    if invites.other_warnings:
         step.warnings.append(
-            f"{findings.invites.other_warnings} invite rows carry another caution "
+            f"{invites.other_warnings:,} invite rows carry another caution "
             "warning (2-5); they are kept as they are."
         )
     return step
@@ -422,7 +537,7 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:
+def marking_sql(ctx: StepContext, selection: Selection) -> list[str]:
     """The statements one batch runs, as the target database receives them."""
     books, tables = ctx.books, ctx.tables
     step_row_id = 0  # the real step row id is allocated when the run starts
@@ -431,18 +546,10 @@ def marking_sql(ctx: StepContext, window: MarkingWindow) -> list[str]:
     hi: ColumnElement[int] = literal_column("@hi" if mssql else ":hi")
     batch: ColumnElement[int] = literal_column("@batch_no" if mssql else ":batch_no")
     statements = [
-        stage_candidates_statement(tables, books, step_row_id, window),
-        record_batch_statement(tables, books, window, step_row_id, lo, hi, batch, ctx.now),
+        stage_candidates_statement(tables, books, step_row_id, selection),
+        record_batch_statement(tables, books, step_row_id, lo, hi, batch, ctx.now),
         mark_batch_statement(
-            tables,
-            books,
-            window,
-            step_row_id,
-            lo,
-            hi,
-            batch,
-            ctx.settings.acting_associate_id,
-            ctx.now,
+            tables, books, step_row_id, lo, hi, batch, ctx.settings.acting_associate_id, ctx.now
         ),
     ]
     return [render_sql(statement, ctx.dialect) for statement in statements]
@@ -458,17 +565,17 @@ def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
     total = planned.rows
     unfinished = ctx.findings.history.unfinished
     if unfinished:
-        done += _resume_or_run(ctx, unfinished.step_row_id, unfinished.window, done, total)
-    window = ctx.findings.invites.window
-    if window is not None:
-        step_row_id = _open_step(ctx, window)
-        done += _resume_or_run(ctx, step_row_id, window, done, total)
+        done += _resume_or_run(ctx, unfinished.step_row_id, unfinished.selection, done, total)
+    selection = ctx.findings.invites.selection
+    if selection is not None:
+        step_row_id = _open_step(ctx, selection)
+        done += _resume_or_run(ctx, step_row_id, selection, done, total)
     planned.rows = done
     planned.duration_seconds = round(time.perf_counter() - started, 3)
     return planned
 
 
-def _open_step(ctx: StepContext, window: MarkingWindow) -> int:
+def _open_step(ctx: StepContext, selection: Selection) -> int:
     assert ctx.engine is not None
     with ctx.engine.begin() as conn:
         result = conn.execute(
@@ -478,8 +585,10 @@ def _open_step(ctx: StepContext, window: MarkingWindow) -> int:
                 status="staging",
                 rows_planned=0,
                 rows_changed=0,
-                window_from=window.start,
-                window_until=window.until,
+                window_from=selection.window.start,
+                window_until=selection.window.until,
+                invites_since=selection.invites_since,
+                footprints=",".join(sorted(selection.footprints)),
                 batches_done=0,
                 started_at=ctx.now,
             )
@@ -488,7 +597,7 @@ def _open_step(ctx: StepContext, window: MarkingWindow) -> int:
 
 
 def _resume_or_run(
-    ctx: StepContext, step_row_id: int, window: MarkingWindow, done_before: int, total: int
+    ctx: StepContext, step_row_id: int, selection: Selection, done_before: int, total: int
 ) -> int:
     assert ctx.engine is not None
     s = ctx.books.step
@@ -499,18 +608,18 @@ def _resume_or_run(
             )
         ).one()
     if status == "staging":
-        _stage(ctx, step_row_id, window)
-    done = _run_batches(ctx, step_row_id, window, checkpoint, batches, done_before, total)
+        _stage(ctx, step_row_id, selection)
+    done = _run_batches(ctx, step_row_id, checkpoint, batches, done_before, total)
     _complete(ctx, step_row_id)
     return done
 
 
-def _stage(ctx: StepContext, step_row_id: int, window: MarkingWindow) -> None:
+def _stage(ctx: StepContext, step_row_id: int, selection: Selection) -> None:
     assert ctx.engine is not None
     s = ctx.books.step
     with ctx.engine.begin() as conn:  # the tool's own table: one transaction is fine
         staged = conn.execute(
-            stage_candidates_statement(ctx.tables, ctx.books, step_row_id, window)
+            stage_candidates_statement(ctx.tables, ctx.books, step_row_id, selection)
         ).rowcount
         conn.execute(
             update(s)
@@ -522,7 +631,6 @@ def _stage(ctx: StepContext, step_row_id: int, window: MarkingWindow) -> None:
 def _run_batches(
     ctx: StepContext,
     step_row_id: int,
-    window: MarkingWindow,
     checkpoint: int | None,
     batch_no: int,
     done_before: int,
@@ -539,13 +647,13 @@ def _run_batches(
         if hi is None:
             return done
         batch_no += 1
-        done += _run_batch(ctx, step_row_id, window, lo, int(hi), batch_no)
+        done += _run_batch(ctx, step_row_id, lo, int(hi), batch_no)
         lo = int(hi)
         if ctx.progress:
             ctx.progress(done_before + done, total)
         if ctx.should_stop():
             raise InterruptedRun(
-                f"Stopped after batch {batch_no}; {done_before + done} rows marked so far.",
+                f"Stopped after batch {batch_no}; {done_before + done:,} rows marked so far.",
                 "Run the same command again to resume from the checkpoint.",
             )
 
@@ -564,26 +672,18 @@ def _analyze_candidates(ctx: StepContext) -> None:
             conn.exec_driver_sql(f"ANALYZE {table}")
 
 
-def _run_batch(
-    ctx: StepContext, step_row_id: int, window: MarkingWindow, lo: int, hi: int, batch_no: int
-) -> int:
+def _run_batch(ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: int) -> int:
     """One batch, one transaction: previous values first, then the change, log and checkpoint."""
     assert ctx.engine is not None
     tables, books = ctx.tables, ctx.books
     bounds = (literal(lo), literal(hi), literal(batch_no))
     with ctx.engine.begin() as conn:
         recorded = conn.execute(
-            record_batch_statement(tables, books, window, step_row_id, *bounds, ctx.now)
+            record_batch_statement(tables, books, step_row_id, *bounds, ctx.now)
         ).rowcount
         changed = conn.execute(
             mark_batch_statement(
-                tables,
-                books,
-                window,
-                step_row_id,
-                *bounds,
-                ctx.settings.acting_associate_id,
-                ctx.now,
+                tables, books, step_row_id, *bounds, ctx.settings.acting_associate_id, ctx.now
             )
         ).rowcount
         if changed != recorded:
