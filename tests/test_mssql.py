@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlglot
-from sqlalchemy import literal, literal_column, select
+from sqlalchemy import func, literal, literal_column, select
 from sqlalchemy.dialects import mssql
 from sqlalchemy.sql import ClauseElement
 from sqlglot import exp
@@ -21,6 +21,7 @@ from setup_tool.database import Database, open_database
 from setup_tool.detect import OperatorAnswers
 from setup_tool.findings import MarkingWindow
 from setup_tool.host_probe import NoHostProbe
+from setup_tool.invites import Selection, to_mark
 from setup_tool.schema import canonical_tables
 from setup_tool.sequence import reserve_ids_statement
 from setup_tool.steps import UpgradeSettings, preference
@@ -33,6 +34,7 @@ DIALECT = mssql.dialect()
 TABLES = canonical_tables("crm7")
 BOOKS = Bookkeeping.for_schema("crm7")
 WINDOW = MarkingWindow(datetime(2025, 1, 1), datetime(2026, 11, 1, 12))
+SELECTION = Selection(WINDOW, invites_since=datetime(2024, 6, 1))
 MAX_PARAMETERS = 2100  # SQL Server's limit per statement
 
 
@@ -47,13 +49,13 @@ def parameters(statement: ClauseElement) -> int:
 def batch_statements() -> dict[str, ClauseElement]:
     lo, hi, batch = literal(10), literal(2010), literal(3)
     return {
-        "stage": marking.stage_candidates_statement(TABLES, BOOKS, 7, WINDOW),
+        "stage": marking.stage_candidates_statement(TABLES, BOOKS, 7, SELECTION),
         "boundary": marking.next_boundary_statement(BOOKS, 7, 2000),
         "record": marking.record_batch_statement(
-            TABLES, BOOKS, WINDOW, 7, lo, hi, batch, datetime(2026, 11, 1)
+            TABLES, BOOKS, 7, lo, hi, batch, datetime(2026, 11, 1)
         ),
         "mark": marking.mark_batch_statement(
-            TABLES, BOOKS, WINDOW, 7, lo, hi, batch, 0, datetime(2026, 11, 1)
+            TABLES, BOOKS, 7, lo, hi, batch, 0, datetime(2026, 11, 1)
         ),
         "checkpoint": marking.checkpoint_statement(BOOKS, 7),
         "travel": log_changes_statement(
@@ -66,7 +68,7 @@ def batch_statements() -> dict[str, ClauseElement]:
             now=datetime(2026, 11, 1),
         ),
         "sequence": reserve_ids_statement(TABLES, "traveltransactionlog", 80),
-        "count": select(marking.needs_marking(TABLES, WINDOW)),
+        "count": select(func.count()).where(to_mark(TABLES, SELECTION)),
     }
 
 
@@ -81,10 +83,21 @@ def test_every_marking_statement_names_the_schema_and_brackets_mixed_case(name: 
     assert parameters(batch_statements()[name]) < MAX_PARAMETERS
 
 
-def test_appointment_statements_say_mother_id_is_not_zero_and_seek_a_key_range() -> None:
+def test_selecting_statements_carry_every_footprint_and_exclusion_of_spec_step_4() -> None:
     statements = batch_statements()
-    for name in ("stage", "record", "mark", "count"):
-        assert "crm7.appointment.mother_id <> " in tsql(statements[name]), name
+    for name in ("stage", "count"):
+        sql = tsql(statements[name])
+        assert sql.startswith("WITH invite_footprints AS"), name  # T-SQL: WITH before INSERT
+        assert "FROM crm7.invitation" in sql  # (a)
+        assert "footprint.[SendEmail] = " in sql  # (b)
+        assert "footprint.[emailId] != " in sql and "footprint.registered >= " in sql  # (c)
+        assert "[recurrenceRuleId]" in sql and "min(series_first.registered)" in sql  # series
+        assert "crm7.appointment.associate_id != " in sql  # in a diary
+        assert "crm7.appointment.owned_externally = " in sql  # not Outlook/Google's
+    for name in ("record", "mark"):
+        sql = tsql(statements[name])
+        assert "crm7.appointment.associate_id != " in sql, name  # re-checked per batch
+        assert "crm7.appointment.[cautionWarning] = " in sql, name
     for name in ("record", "mark"):
         sql = tsql(statements[name])
         assert re.search(
@@ -181,8 +194,11 @@ def test_the_script_marks_with_the_same_predicates_as_a_real_run(demo_db: Path) 
     assert (
         "crm7.appointment.appointment_id > @lo AND crm7.appointment.appointment_id <= @hi" in loop
     )
-    assert "crm7.appointment.registered < @until" in loop
-    assert "(crm7.appointment.mother_id <> 0)" in loop
+    marking_batch = next(b for b in go_batches(script) if "WHILE 1 = 1" in b)
+    stage = marking_batch[: marking_batch.index("WHILE 1 = 1")]
+    assert "registered < @until" in stage  # the window ends when the script switched it on
+    assert "WITH invite_footprints AS" in stage and "FROM crm7.invitation" in stage
+    assert "crm7.appointment.associate_id != 0" in loop
     assert "IF @changed <> @recorded" in loop
 
 
@@ -203,7 +219,8 @@ def test_bookkeeping_ddl_for_sql_server() -> None:
 
 def test_literal_columns_are_tsql_variables() -> None:
     window = dataclasses.replace(WINDOW, until_sql=literal_column("@until"))
-    assert "registered < @until" in tsql(select(marking.in_window(TABLES.appointment, window)))
+    selection = dataclasses.replace(SELECTION, window=window)
+    assert "registered < @until" in tsql(select(func.count()).where(to_mark(TABLES, selection)))
 
 
 def test_the_cli_writes_the_script_of_a_dry_run_and_refuses_it_for_a_real_run(
