@@ -1,20 +1,27 @@
 """Small hand-made SuperOffice databases with exact rows, and plain-SQL views of any database.
 
-Used by test_detect, test_steps, test_undo and test_resume. Everything the tests check about the
-database is read here with plain SQL through the standard sqlite3 module, never through the tool's
-own query builders, so a wrong statement in the tool cannot also be wrong in its test.
+Used by test_detect, test_steps, test_undo, test_resume and test_invite_selection. Everything the
+tests check about the database is read here with plain SQL (the standard sqlite3 module, or plain
+text SQL on PostgreSQL), never through the tool's own query builders, so a wrong statement in the
+tool cannot also be wrong in its test.
+
+A Scenario builds on SQLite (`build`) or, DBA-style with lower-case names, in a PostgreSQL schema
+(`build_postgresql`); `after_r10=False` gives the shape of a genuine 8.5 R10 database (no
+SendEmail, owned_externally, mother_associate_id, invitation table). `Target` runs the tool
+against either and reads it back.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import Column, Connection, Index, MetaData, Table, create_engine, text
 
 from setup_tool.connection import ConnectionSettings
 from setup_tool.database import Database, open_database
@@ -23,7 +30,9 @@ from setup_tool.detect import OperatorAnswers
 from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe, HostTrace, NoHostProbe
 from setup_tool.interaction import UnattendedInteraction
+from setup_tool.schema import canonical_metadata
 from setup_tool.steps import UpgradeSettings
+from setup_tool.undo import UndoResult, undo
 from setup_tool.upgrade import UpgradePlan, UpgradeResult, plan_upgrade, run_upgrade
 
 NEVER = datetime(1900, 1, 1)
@@ -54,8 +63,19 @@ def appointment(
     updated: datetime = NEVER,
     updated_by: int = 0,
     count: int = 0,
+    email_id: int = 0,
+    send_email: int | None = 0,
+    owned_externally: int | None = 0,
+    recurrence: int = 0,
+    type_: int | None = None,
+    status: int | None = None,
 ) -> Row:
-    """One appointment row; an external participant is associate_id=0 with invited set."""
+    """One appointment row; an external participant is associate_id=0 with invited set.
+
+    It carries no footprint of the invite system unless asked: `email_id` (footprint (c)),
+    `send_email=1` (footprint (b)). `recurrence` is the recurrenceRuleId of a recurring meeting;
+    `owned_externally` 2/3 = created by the synchronizer from Outlook/Google.
+    """
     return {
         "appointment_id": appointment_id,
         "contact_id": 0,
@@ -66,16 +86,19 @@ def appointment(
         "updated": updated,
         "updated_associate_id": updated_by,
         "updatedCount": count,
-        "type": 1 if associate_id else 6,
-        "status": 1 if associate_id else 5,
+        "type": (1 if associate_id else 6) if type_ is None else type_,
+        "status": (1 if associate_id else 5) if status is None else status,
         "mother_id": mother_id,
         "invitedPersonId": invited,
-        "emailId": invited and 9000 + invited,
+        "emailId": email_id,
         "activeDate": registered + timedelta(days=3),
         "do_by": registered + timedelta(days=3),
         "endDate": registered + timedelta(days=3, hours=1),
         "cautionWarning": warning,
+        "recurrenceRuleId": recurrence,
         "mother_associate_id": 1 if mother_id else 0,
+        "SendEmail": send_email,
+        "owned_externally": owned_externally,
     }
 
 
@@ -114,7 +137,14 @@ def travel_preference(pref_id: int, on: bool) -> Row:
     )
 
 
-def product_version(row_id: int, owner: str, code: str, version: str) -> Row:
+def product_version(
+    row_id: int,
+    owner: str,
+    code: str,
+    version: str,
+    *,
+    registered: datetime = BASE - timedelta(days=100),
+) -> Row:
     return {
         "ProductVersion_id": row_id,
         "ownerName": owner,
@@ -122,7 +152,7 @@ def product_version(row_id: int, owner: str, code: str, version: str) -> Row:
         "version": version,
         "comment": None,
         "updatePath": None,
-        "registered": BASE - timedelta(days=100),
+        "registered": registered,
         "registered_associate_id": 0,
         "updated": NEVER,
         "updated_associate_id": 0,
@@ -134,9 +164,35 @@ SUPEROFFICE_8_5_R10 = product_version(1, "SuperOffice", "CRM", "8.5 R10")
 SYNCHRONIZER_3_2_284 = product_version(2, "InfoBridge", "Synchronizer", "3.2.284")
 
 
+def invitation(invitation_id: int, appointment_id: int, *, registered: datetime = BASE) -> Row:
+    """An `invitation` row (footprint (a)) for the meeting whose master row is appointment_id."""
+    return {
+        "invitation_id": invitation_id,
+        "event_uid": f"{invitation_id}@superoffice.example",
+        "event_sequence": 0,
+        "event_dtstamp": registered,
+        "appointment_id": appointment_id,
+        "organizer_email": "organizer@example.com",
+        "organizer_fullname": "Olga Organizer",
+        "recurring_start_date": None,
+        "recurring_end_date": None,
+        "template_language": "en",
+        "registered": registered,
+        "registered_associate_id": 1,
+        "updated": NEVER,
+        "updated_associate_id": 0,
+        "updatedCount": 0,
+    }
+
+
 @dataclass
 class Scenario:
-    """The exact rows of a small SuperOffice database."""
+    """The exact rows of a small SuperOffice database.
+
+    `after_r10=False` builds the shape of a genuine 8.5 R10 database: no SendEmail,
+    owned_externally or mother_associate_id column and no invitation table. Rows may carry keys
+    the table lacks: they are left out when inserting (so are invitations without their table).
+    """
 
     appointments: list[Row] = field(default_factory=list)
     preferences: list[Row] = field(default_factory=list)
@@ -147,58 +203,68 @@ class Scenario:
     licences: list[str] = field(default_factory=list)  # ModuleLicense names (owner SuperOffice)
     travel_log: list[Row] = field(default_factory=list)
     next_ids: dict[str, int] = field(default_factory=dict)  # sequence.next_id per TableName
+    invitations: list[Row] = field(default_factory=list)
+    after_r10: bool = True
 
     def build(self, path: Path) -> Path:
         engine = create_engine(f"sqlite:///{path}")
         try:
             with engine.begin() as conn:
-                tables = create_demo_schema(conn)
-                for table, rows in [
-                    (tables.appointment, self.appointments),
-                    (tables.userpreference, self.preferences),
-                    (tables.productversion, self.product_versions),
-                    (
-                        tables.databasemodel,
-                        [
-                            {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": None}
-                            for i, v in enumerate(self.model_versions)
-                        ],
-                    ),
-                    (
-                        tables.moduleowner,
-                        [
-                            {
-                                "ModuleOwner_id": 1,
-                                "ownerName": "SuperOffice",
-                                "ownerDescription": None,
-                            }
-                        ],
-                    ),
-                    (
-                        tables.modulelicense,
-                        [
-                            {
-                                "ModuleLicense_id": i + 1,
-                                "ModuleOwner_id": 1,
-                                "moduleName": n,
-                                "moduleDescription": None,
-                            }
-                            for i, n in enumerate(self.licences)
-                        ],
-                    ),
-                    (
-                        tables.travelcurrent,
-                        [{"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}],
-                    ),
-                    (tables.traveltransactionlog, self.travel_log),
-                ]:
-                    assert table is not None
-                    if rows:
-                        conn.execute(table.insert(), rows)
-                conn.execute(tables.sequence.insert(), self._sequence_rows())
+                self._fill(conn, _sqlite_tables(conn, self.after_r10))
         finally:
             engine.dispose()
         return path
+
+    def build_postgresql(self, url: str, schema: str) -> Target:
+        """Build in a new schema `schema` of the PostgreSQL database at `url`, DBA-style."""
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                self._fill(conn, _dba_tables(conn, schema, self.after_r10))
+        finally:
+            engine.dispose()
+        return Target(url, schema)
+
+    def contents(self) -> list[tuple[str, list[Row]]]:
+        """(documented table name, rows), in the order they are inserted."""
+        return [
+            ("appointment", self.appointments),
+            ("UserPreference", self.preferences),
+            ("ProductVersion", self.product_versions),
+            (
+                "DatabaseModel",
+                [
+                    {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": None}
+                    for i, v in enumerate(self.model_versions)
+                ],
+            ),
+            (
+                "ModuleOwner",
+                [{"ModuleOwner_id": 1, "ownerName": "SuperOffice", "ownerDescription": None}],
+            ),
+            (
+                "ModuleLicense",
+                [
+                    {
+                        "ModuleLicense_id": i + 1,
+                        "ModuleOwner_id": 1,
+                        "moduleName": n,
+                        "moduleDescription": None,
+                    }
+                    for i, n in enumerate(self.licences)
+                ],
+            ),
+            ("travelcurrent", [{"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}]),
+            ("traveltransactionlog", self.travel_log),
+            ("invitation", self.invitations),
+            ("sequence", self._sequence_rows()),
+        ]
+
+    def _fill(self, conn: Connection, tables: dict[str, Table]) -> None:
+        for name, rows in self.contents():
+            table = tables.get(name)
+            if table is not None and rows:
+                conn.execute(table.insert(), [_fit(table, row) for row in rows])
 
     def _sequence_rows(self) -> list[Row]:
         highest = {
@@ -224,6 +290,46 @@ class Scenario:
             }
             for i, name in enumerate(names)
         ]
+
+
+def _fit(table: Table, row: Row) -> Row:
+    """The row with only the columns `table` has, keyed as the table names them."""
+    columns = {column.key.lower(): column.key for column in table.c}
+    return {columns[key.lower()]: value for key, value in row.items() if key.lower() in columns}
+
+
+def _sqlite_tables(conn: Connection, after_r10: bool) -> dict[str, Table]:
+    """The canonical tables and SuperOffice's indexes, as the demo builds them."""
+    metadata = create_demo_schema(conn, after_r10=after_r10).appointment.metadata
+    return {table.name: table for table in metadata.tables.values()}
+
+
+def _dba_tables(conn: Connection, schema: str, after_r10: bool) -> dict[str, Table]:
+    """The tables as a DBA script makes them on PostgreSQL: unquoted, so stored lower-case
+    (the tool must find `cautionWarning` as `cautionwarning`), with the index on mother_id."""
+    lower = MetaData()
+    tables = {
+        table.name: Table(
+            table.name.lower(),
+            lower,
+            *[
+                Column(
+                    c.name.lower(),
+                    c.type,
+                    primary_key=c.primary_key,
+                    nullable=c.nullable,
+                    autoincrement=False,
+                )
+                for c in table.columns
+            ],
+            schema=schema,
+        )
+        for table in canonical_metadata(after_r10=after_r10).tables.values()
+    }
+    conn.execute(text(f"CREATE SCHEMA {schema}"))
+    lower.create_all(conn)
+    Index("ix_appointment_mother_id", tables["appointment"].c.mother_id).create(conn)
+    return tables
 
 
 # --- running the tool -------------------------------------------------------------------------
@@ -293,6 +399,108 @@ def upgrade(
         db.dispose()
 
 
+@dataclass(frozen=True)
+class Target:
+    """A built scenario on SQLite or PostgreSQL: the tool is pointed at it by URL and table
+    prefix (as `--database-url`/`--table-prefix` would), and the test reads it with plain SQL."""
+
+    url: str
+    prefix: str | None = None
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Target:
+        return cls(f"sqlite:///{path}")
+
+    @property
+    def kind(self) -> str:
+        return "sqlite" if self.url.startswith("sqlite") else "postgresql"
+
+    def connection_args(self) -> list[str]:
+        prefix = ["--table-prefix", self.prefix] if self.prefix else []
+        return ["--database-url", self.url, *prefix]
+
+    def open(self, *, read_only: bool = False) -> Database:
+        settings = ConnectionSettings(database_url=self.url, table_prefix=self.prefix)
+        return open_database(settings, read_only=read_only)
+
+    def plan(self, answers: OperatorAnswers, **settings: Any) -> UpgradePlan:
+        """The dry run's plan (read-only connection)."""
+        db = self.open(read_only=True)
+        try:
+            return plan_upgrade(db, answers, UpgradeSettings(**settings), NoHostProbe())
+        finally:
+            db.dispose()
+
+    def upgrade(self, answers: OperatorAnswers, **settings: Any) -> UpgradeResult:
+        """A real unattended upgrade run; `settings` are UpgradeSettings fields."""
+        db = self.open()
+        try:
+            return run_upgrade(
+                db, answers, UpgradeSettings(**settings), NoHostProbe(), UnattendedInteraction()
+            )
+        finally:
+            db.dispose()
+
+    def undo(self) -> UndoResult:
+        db = self.open()
+        try:
+            return undo(db)
+        finally:
+            db.dispose()
+
+    def table(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def query(self, sql: str, **params: Any) -> list[Row]:
+        """Plain SQL; rows keyed by lower-case column name (PostgreSQL stores them so), values
+        as the driver returns them (SQLite: datetimes are the text SQLAlchemy stored)."""
+        with self._connection() as conn:
+            return _plain(conn, sql, params)
+
+    def has_table(self, name: str) -> bool:
+        with self._connection() as conn:
+            return self._has_table(conn, name)
+
+    def rows(self, table: str) -> list[Row]:
+        """Every row of `table` ordered by its primary key; [] when the table does not exist."""
+        return self.snapshot(table)[table]
+
+    def snapshot(self, *tables: str) -> dict[str, list[Row]]:
+        """`rows` of each table, read over one connection."""
+        with self._connection() as conn:
+            return {
+                name: _plain(conn, f"SELECT * FROM {self.table(name)} ORDER BY 1", {})
+                if self._has_table(conn, name)
+                else []
+                for name in tables
+            }
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                yield conn
+        finally:
+            engine.dispose()
+
+    def _has_table(self, conn: Connection, name: str) -> bool:
+        if self.kind == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND lower(name) = :name"
+            return bool(_plain(conn, sql, {"name": name.lower()}))
+        sql = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = :schema AND table_name = :name"
+        )
+        return bool(_plain(conn, sql, {"schema": self.prefix or "public", "name": name.lower()}))
+
+
+def _plain(conn: Connection, sql: str, params: dict[str, Any]) -> list[Row]:
+    return [
+        {k.lower(): v for k, v in row._mapping.items()} for row in conn.execute(text(sql), params)
+    ]
+
+
 # --- reading with plain SQL -------------------------------------------------------------------
 
 
@@ -316,14 +524,17 @@ def execute(path: Path, *statements: str) -> None:
 
 
 def insert(path: Path, table: str, rows: list[Row]) -> None:
-    """Insert rows with plain SQL, datetimes written as SQLAlchemy writes them."""
+    """Insert rows with plain SQL, datetimes written as SQLAlchemy writes them. Keys the table
+    lacks (newer columns in an 8.5 R10-shaped database) are left out."""
     conn = sqlite3.connect(path)
     try:
+        present = {r[1].lower() for r in conn.execute(f'PRAGMA table_info("{table}")')}
         with conn:
             for row in rows:
-                values = [ts(v) if isinstance(v, datetime) else v for v in row.values()]
-                columns = ", ".join(f'"{c}"' for c in row)
-                marks = ", ".join("?" for _ in row)
+                fitted = {k: v for k, v in row.items() if not present or k.lower() in present}
+                values = [ts(v) if isinstance(v, datetime) else v for v in fitted.values()]
+                columns = ", ".join(f'"{c}"' for c in fitted)
+                marks = ", ".join("?" for _ in fitted)
                 conn.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', values)
     finally:
         conn.close()
@@ -452,8 +663,17 @@ def backdate_run(path: Path, run_id: int, to: datetime) -> None:
 
 
 def invite_meeting(master_id: int, registered: datetime, person: int, **kw: Any) -> list[Row]:
+    """A meeting with a colleague and an external person who was e-mailed an invitation: its
+    external row carries emailId (footprint (c) once registered after invites-since)."""
     return [
         appointment(master_id, master_id, 1, registered=registered, **kw),
         appointment(master_id + 1, master_id, 2, registered=registered),
-        appointment(master_id + 2, master_id, 0, invited=person, registered=registered),
+        appointment(
+            master_id + 2,
+            master_id,
+            0,
+            invited=person,
+            registered=registered,
+            email_id=9000 + person,
+        ),
     ]
