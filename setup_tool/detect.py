@@ -208,10 +208,10 @@ def detect_model(conn: Connection, tables: SuperOfficeTables) -> ModelDataReadin
     dm = tables.databasemodel
     if dm is None:
         return None
-    blob = conn.execute(
+    row = conn.execute(
         select(dm.c.ModelData).order_by(dm.c.DatabaseModel_id.desc()).limit(1)
-    ).scalar()
-    return read_model_data(blob)
+    ).first()
+    return read_model_data(row[0]) if row is not None else None
 
 
 def detect_synchronizer(

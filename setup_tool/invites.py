@@ -57,7 +57,6 @@ FOOTPRINTS: dict[str, str] = {
 }
 ALL_FOOTPRINTS = frozenset(FOOTPRINTS)
 NOT_IN_SYNC = 1  # AppointmentCautionWarning.NotInSync
-EXTERNALLY_OWNED = (1, 2, 3)  # AppointmentExternalOwner Other, Outlook, Google (SOD enums)
 EMPTY_DATE_BEFORE = datetime(1901, 1, 1)  # SuperOffice's "empty" 1753/1900 dates are no evidence
 
 

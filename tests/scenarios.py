@@ -8,7 +8,8 @@ tool cannot also be wrong in its test.
 A Scenario builds on SQLite (`build`) or, DBA-style with lower-case names, in a PostgreSQL schema
 (`build_postgresql`); `after_r10=False` gives the shape of a genuine 8.5 R10 database (no
 SendEmail, owned_externally, mother_associate_id, invitation table). `Target` runs the tool
-against either and reads it back.
+against either and reads it back. What a run must mark is worked out by the independent oracle
+(invite_oracle, through `database_rows` and `oracle_marks`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from invite_oracle import ALL_FOOTPRINTS, DatabaseRows, marking_until, rows_to_mark
 from sqlalchemy import Column, Connection, Index, MetaData, Table, create_engine, text
 
 from setup_tool.connection import ConnectionSettings
@@ -205,6 +207,7 @@ class Scenario:
     next_ids: dict[str, int] = field(default_factory=dict)  # sequence.next_id per TableName
     invitations: list[Row] = field(default_factory=list)
     after_r10: bool = True
+    model_data: bytes | None = None  # DatabaseModel.ModelData of every model_versions row
 
     def build(self, path: Path) -> Path:
         engine = create_engine(f"sqlite:///{path}")
@@ -234,7 +237,7 @@ class Scenario:
             (
                 "DatabaseModel",
                 [
-                    {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": None}
+                    {"DatabaseModel_id": i + 1, "ModelVersion": v, "ModelData": self.model_data}
                     for i, v in enumerate(self.model_versions)
                 ],
             ),
@@ -357,20 +360,29 @@ def plan(
     answers: OperatorAnswers | None = None,
     settings: UpgradeSettings | None = None,
     probe: HostProbe | None = None,
+    now: datetime | None = None,
 ) -> UpgradePlan:
+    """The dry run's plan; `now` fixes the moment it is made (default: the clock)."""
     db = open_db(path, read_only=True)
     try:
         return plan_upgrade(
-            db, answers or OperatorAnswers(), settings or UpgradeSettings(), probe or NoHostProbe()
+            db,
+            answers or OperatorAnswers(),
+            settings or UpgradeSettings(),
+            probe or NoHostProbe(),
+            now,
         )
     finally:
         db.dispose()
 
 
 def findings(
-    path: Path, answers: OperatorAnswers | None = None, probe: HostProbe | None = None
+    path: Path,
+    answers: OperatorAnswers | None = None,
+    probe: HostProbe | None = None,
+    now: datetime | None = None,
 ) -> Findings:
-    return plan(path, answers, probe=probe).findings
+    return plan(path, answers, probe=probe, now=now).findings
 
 
 def upgrade(
@@ -423,11 +435,13 @@ class Target:
         settings = ConnectionSettings(database_url=self.url, table_prefix=self.prefix)
         return open_database(settings, read_only=read_only)
 
-    def plan(self, answers: OperatorAnswers, **settings: Any) -> UpgradePlan:
-        """The dry run's plan (read-only connection)."""
+    def plan(
+        self, answers: OperatorAnswers, *, now: datetime | None = None, **settings: Any
+    ) -> UpgradePlan:
+        """The dry run's plan (read-only connection); `now` fixes the moment it is made."""
         db = self.open(read_only=True)
         try:
-            return plan_upgrade(db, answers, UpgradeSettings(**settings), NoHostProbe())
+            return plan_upgrade(db, answers, UpgradeSettings(**settings), NoHostProbe(), now)
         finally:
             db.dispose()
 
@@ -464,6 +478,16 @@ class Target:
     def rows(self, table: str) -> list[Row]:
         """Every row of `table` ordered by its primary key; [] when the table does not exist."""
         return self.snapshot(table)[table]
+
+    def database_rows(self) -> DatabaseRows:
+        """What the oracle (invite_oracle) looks at, read with plain SQL."""
+        rows = self.snapshot("appointment", "invitation", "ProductVersion", "UserPreference")
+        return DatabaseRows(
+            appointments=rows["appointment"],
+            invitations=rows["invitation"],
+            product_versions=rows["ProductVersion"],
+            preferences=rows["UserPreference"],
+        )
 
     def snapshot(self, *tables: str) -> dict[str, list[Row]]:
         """`rows` of each table, read over one connection."""
@@ -580,25 +604,42 @@ def run_time(path: Path, run_id: int | None) -> str:
     return str(row["started_at"])
 
 
-def invite_rows_to_mark(appointments: list[Row], until: str, start: str | None = None) -> set[int]:
-    """What the spec says must be marked, worked out in Python from a plain dump.
+def database_rows(path: Path) -> DatabaseRows:
+    """What the oracle (invite_oracle) looks at, read from a SQLite file with plain SQL: the
+    appointment, invitation (none where the table does not exist), ProductVersion and
+    UserPreference rows."""
+    present = {name.lower() for name in tables_named(path, "")}
 
-    Rows of a meeting (mother_id <> 0) with at least one external participant row
-    (associate_id = 0, invitedPersonId <> 0), registered in [start, until), warning 0 or NULL.
-    """
-    invite_meetings = {
-        r["mother_id"]
-        for r in appointments
-        if r["mother_id"] != 0 and r["associate_id"] == 0 and r["invitedPersonId"] != 0
-    }
-    return {
-        r["appointment_id"]
-        for r in appointments
-        if r["mother_id"] in invite_meetings
-        and r["cautionWarning"] in (0, None)
-        and r["registered"] < until
-        and (start is None or r["registered"] >= start)
-    }
+    def rows(table: str) -> list[Row]:
+        if table.lower() not in present:
+            return []
+        return query(path, f'SELECT * FROM "{table}" ORDER BY 1')
+
+    return DatabaseRows(
+        appointments=rows("appointment"),
+        invitations=rows("invitation"),
+        product_versions=rows("ProductVersion"),
+        preferences=rows("UserPreference"),
+    )
+
+
+def oracle_marks(
+    database: Path | DatabaseRows,
+    run_started: datetime | str,
+    *,
+    operator_since: datetime | None = None,
+    footprints: frozenset[str] = ALL_FOOTPRINTS,
+) -> set[int]:
+    """The rows SPEC step 4 says a FIRST run started at `run_started` marks (invite_oracle):
+    the window ends when the system row said on, else at the run's start."""
+    rows = database_rows(database) if isinstance(database, Path) else database
+    started = parse_ts(run_started) if isinstance(run_started, str) else run_started
+    return rows_to_mark(
+        rows,
+        until=marking_until(rows.preferences, started),
+        operator_since=operator_since,
+        footprints=footprints,
+    )
 
 
 def normalised(rows: list[Row], run_times: Iterable[str]) -> list[Row]:

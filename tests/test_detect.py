@@ -1,18 +1,32 @@
-"""Detection: every finding and the evidence that produced it, on real SQLite databases."""
+"""Detection: every finding and the evidence that produced it, on real SQLite databases (and,
+for the invite counts and ModelData, on a real PostgreSQL server)."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from invite_oracle import invites_since as oracle_invites_since
+from invite_oracle import marking_until, rows_to_mark
 from scenarios import (
+    BASE,
+    NEVER,
     SUPEROFFICE_8_5_R10,
     SYNCHRONIZER_3_2_284,
     FakeProbe,
+    Row,
     Scenario,
+    Target,
     appointment,
+    database_rows,
     execute,
     findings,
+    invitation,
     preference,
     product_version,
     query,
@@ -20,6 +34,15 @@ from scenarios import (
 )
 
 from setup_tool.detect import OperatorAnswers
+from setup_tool.findings import (
+    EXTERNAL_ROWS,
+    EXTERNALLY_OWNED_ROWS,
+    OTHER_WARNINGS,
+    OUTSIDE_WINDOW,
+    Evidence,
+    Findings,
+    InviteCounts,
+)
 from setup_tool.host_probe import (
     INSTALL_FOLDER,
     SERVICES_KEY,
@@ -28,6 +51,8 @@ from setup_tool.host_probe import (
     NoHostProbe,
     WindowsHostProbe,
 )
+from setup_tool.model_data import INVITATION_STEPS, SUPEROFFICE_STEP_45, encode_model_data
+from setup_tool.report_model import findings_model
 
 
 def sources(evidence: list) -> list[str]:  # type: ignore[type-arg]
@@ -479,27 +504,415 @@ def test_travel(tmp_path: Path, rows: list[dict], enabled: bool) -> None:  # typ
 
 # --- invite counts ----------------------------------------------------------------------------
 
+NOW = BASE + timedelta(days=60)  # when detection runs in these scenarios
+SINCE = SUPEROFFICE_8_5_R10["registered"]  # invites-since: BASE - 100 days
+DAY = timedelta(days=1)
+ALL_KINDS = ["invitation", "send-email", "email-id"]
 
-def test_invite_counts(tmp_path: Path) -> None:
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def on_each_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Scenario], Target]:
+    """Build a scenario on SQLite, or in a schema of its own on the real PostgreSQL server."""
+    counter = itertools.count()
+    if request.param == "sqlite":
+        return lambda scenario: Target.sqlite(scenario.build(tmp_path / f"crm{next(counter)}.db"))
+    database = request.getfixturevalue("pg_database")
+    return lambda scenario: scenario.build_postgresql(database.url(), f"crm7_{next(counter)}")
+
+
+def detect_on(target: Target, answers: OperatorAnswers | None = None) -> Findings:
+    return target.plan(answers or OperatorAnswers(), now=NOW).findings
+
+
+def active(row: Row, when: datetime) -> Row:
+    return {**row, "activeDate": when}
+
+
+def counting_scenario() -> Scenario:
+    """Invite meetings of every footprint, and what is left out of them, worked out by hand.
+
+    Window: invites-since (SINCE) to NOW. The synchronizer's default sync range is
+    [NOW - 30 days, NOW + 120 days) on activeDate (registered + 3 days unless set).
+    """
+    before_since = SINCE - 10 * DAY
+    return Scenario(
+        appointments=[
+            # 10, by (c) (12 e-mailed): master to mark, 11 already marked, 12 external, 13 warned.
+            appointment(10, 10, 1),
+            appointment(11, 10, 2, warning=1),
+            appointment(12, 10, 0, invited=5, email_id=9005),
+            appointment(13, 10, 3, warning=3),
+            # 20, by (b): master (NULL warning, activeDate on the range's first day) to mark, 21
+            # owned by Outlook, 22 external.
+            active(appointment(20, 20, 1, warning=None, send_email=1), NOW - 30 * DAY),
+            appointment(21, 20, 2, owned_externally=2),
+            appointment(22, 20, 0, invited=6),
+            # 30, by (a), registered late enough to be in the sync range: 30 to mark, 31 external.
+            appointment(30, 30, 1, registered=BASE + 40 * DAY),
+            appointment(31, 30, 0, invited=7, registered=BASE + 40 * DAY),
+            # 40, by (a) and (c): master (activeDate just past the range) to mark, 41 external.
+            active(appointment(40, 40, 1), NOW + 120 * DAY),
+            appointment(41, 40, 0, invited=8, email_id=9008),
+            # 50, by (b), registered before invites-since: outside the window (52 external).
+            appointment(50, 50, 1, send_email=1, registered=before_since),
+            appointment(51, 50, 2, registered=before_since),
+            appointment(52, 50, 0, invited=9, registered=before_since),
+            # 60, by (a), registered after NOW: outside the window.
+            appointment(60, 60, 1, registered=NOW + DAY),
+            # Not invite meetings: an external participant without footprint; emailId before
+            # invites-since (no evidence); a plain appointment.
+            appointment(70, 70, 1),
+            appointment(71, 70, 0, invited=10),
+            appointment(80, 80, 1, registered=SINCE - 100 * DAY),
+            appointment(81, 80, 0, invited=11, email_id=9011, registered=SINCE - 100 * DAY),
+            appointment(90, 0, 1),
+            # Series 5: (b) on its second occurrence only; the series is registered with its
+            # first occurrence (100) and both occurrences are invite meetings.
+            appointment(100, 100, 1, recurrence=5, registered=BASE + DAY),
+            appointment(101, 100, 0, invited=12, recurrence=5, registered=BASE + DAY),
+            appointment(110, 110, 1, recurrence=5, registered=BASE + 35 * DAY),
+            appointment(111, 110, 2, send_email=1, recurrence=5, registered=BASE + 35 * DAY),
+        ],
+        invitations=[
+            invitation(1, 30, registered=BASE + 40 * DAY),
+            invitation(2, 40),
+            invitation(3, 60, registered=NOW + DAY),
+        ],
+    )
+
+
+COUNTED_TO_MARK = {10, 20, 30, 40, 100, 110, 111}
+
+
+def footprint_counts(invites: InviteCounts) -> dict[str, tuple[int, int, bool, str]]:
+    return {f.kind: (f.meetings, f.rows, f.counted, f.note) for f in invites.footprints}
+
+
+def test_invite_counts(on_each_engine: Callable[[Scenario], Target]) -> None:
+    target = on_each_engine(counting_scenario())
+
+    found = detect_on(target)
+
+    invites = found.invites
+    assert found.invites_since.moment == SINCE
+    assert invites.selection is not None and invites.selection.start == SINCE
+    assert invites.window is not None and invites.window.start is None
+    assert invites.window.until == NOW
+    assert footprint_counts(invites) == {
+        "invitation": (3, 5, True, ""),  # 30, 40, 60: rows 30, 31, 40, 41, 60
+        "send-email": (3, 8, True, ""),  # 20, 50, 110: rows 20-22, 50-52, 110, 111
+        "email-id": (2, 6, True, ""),  # 10, 40 (not 80: before invites-since): 10-13, 40, 41
+    }
+    assert [f.kind for f in invites.footprints] == ALL_KINDS
+    assert (invites.meetings, invites.rows) == (8, 19)  # 10-60, 100, 110
+    assert invites.selected_meetings == 6  # not 50, 60
+    assert invites.to_mark == len(COUNTED_TO_MARK) == 7
+    assert invites.in_sync_range == 4  # 20 (first day in), 30, 110, 111; not 40 (first day out)
+    assert invites.already_marked == 1  # 11
+    assert invites.left_out == {
+        EXTERNAL_ROWS: 6,  # 12, 22, 31, 41, 52, 101
+        EXTERNALLY_OWNED_ROWS: 1,  # 21
+        OTHER_WARNINGS: 1,  # 13
+        OUTSIDE_WINDOW: 3,  # 50, 51, 60
+    }
+    assert invites.other_warnings == 1
+    assert invites.to_mark + invites.already_marked + sum(invites.left_out.values()) == 19
+    assert invites.nothing_to_mark_because is None
+    text = details(invites.evidence)
+    assert "(a) an invitation row for the meeting: 3 meetings, 5 rows" in text
+    assert "(b) a row with SendEmail = 1: 3 meetings, 8 rows" in text
+    assert "8 invite meetings (19 rows), 6 of them" in text
+    assert "7 rows to mark (4 inside the synchronizer's default sync range" in text
+    assert rows_to_mark(target.database_rows(), until=NOW) == COUNTED_TO_MARK
+    plan = target.plan(OperatorAnswers(), now=NOW)
+    (mark,) = [s for s in plan.steps if s.id == "mark_invites"]
+    assert mark.rows == 7 and mark.sample_ids == sorted(COUNTED_TO_MARK)
+
+
+def test_narrowed_footprints_are_counted_alone(tmp_path: Path) -> None:
+    target = Target.sqlite(counting_scenario().build(tmp_path / "crm.db"))
+    answers = OperatorAnswers(footprints=frozenset({"invitation"}))
+
+    found = detect_on(target, answers)
+
+    invites = found.invites
+    counts = footprint_counts(invites)
+    assert counts["invitation"] == (3, 5, True, "")
+    for kind in ("send-email", "email-id"):
+        assert counts[kind][2:] == (False, "left out by --footprints")
+    assert (invites.meetings, invites.rows, invites.selected_meetings) == (3, 5, 2)
+    assert invites.to_mark == 2 and invites.in_sync_range == 1  # 30 and 40; 30 in range
+    assert invites.left_out == {
+        EXTERNAL_ROWS: 2,  # 31, 41
+        EXTERNALLY_OWNED_ROWS: 0,
+        OTHER_WARNINGS: 0,
+        OUTSIDE_WINDOW: 1,  # 60
+    }
+    assert "Only these footprints count (--footprints): invitation" in found.warnings
+    assert rows_to_mark(target.database_rows(), until=NOW, footprints=answers.footprints) == {
+        30,
+        40,
+    }
+
+
+def test_an_8_5_r10_database_shows_footprint_c_only(tmp_path: Path) -> None:
+    scenario = dataclasses.replace(counting_scenario(), after_r10=False)
+    target = Target.sqlite(scenario.build(tmp_path / "crm.db"))
+
+    found = detect_on(target)
+
+    invites = found.invites
+    counts = footprint_counts(invites)
+    assert counts["invitation"][:3] == (0, 0, False)
+    assert "no invitation table" in counts["invitation"][3]
+    assert counts["send-email"][:3] == (0, 0, False)
+    assert "no appointment.SendEmail column" in counts["send-email"][3]
+    assert counts["email-id"] == (2, 6, True, "")  # 10 and 40, as in the full shape
+    assert (invites.meetings, invites.rows, invites.selected_meetings) == (2, 6, 2)
+    assert invites.to_mark == 2  # 10, 40
+    assert invites.left_out[EXTERNAL_ROWS] == 2 and invites.left_out[OTHER_WARNINGS] == 1
+    assert invites.already_marked == 1
+    assert found.invites_since.moment == SINCE
+    assert sources(found.invites_since.evidence) == ["ProductVersion"]  # no invitation table
+    assert sorted(found.columns_absent) == sorted(
+        [
+            "appointment.SendEmail",
+            "appointment.owned_externally",
+            "appointment.mother_associate_id",
+            "invitation table",
+        ]
+    )
+    assert rows_to_mark(target.database_rows(), until=NOW) == {10, 40}
+
+
+def test_the_full_shape_lacks_nothing(tmp_path: Path) -> None:
+    path = counting_scenario().build(tmp_path / "crm.db")
+
+    assert findings(path, now=NOW).columns_absent == []
+
+
+# --- invites-since ----------------------------------------------------------------------------
+
+
+def test_invites_since_from_the_first_superoffice_version_with_invites(tmp_path: Path) -> None:
+    scenario = Scenario(
+        product_versions=[
+            product_version(1, "SuperOffice", "CRM", "8.1 R03", registered=BASE - 500 * DAY),
+            product_version(2, "SuperOffice", "CRM", "8.5 R09", registered=BASE - 300 * DAY),
+            product_version(3, "SuperOffice", "CRM", "8.5 R10", registered=NEVER),
+            product_version(4, "SuperOffice", "Web", "8.5 R10", registered=datetime(1753, 1, 1)),
+            product_version(5, "Contoso", "Add-on", "9.2", registered=BASE - 400 * DAY),
+            product_version(6, "SuperOffice", "CRM", "8.5 R11", registered=BASE - 100 * DAY),
+            product_version(7, "SuperOffice", "CRM", "10.2.6.1269", registered=BASE - 50 * DAY),
+            product_version(
+                8, "InfoBridge", "Synchronizer", "3.2.284", registered=BASE - 600 * DAY
+            ),
+        ]
+    )
+    path = scenario.build(tmp_path / "crm.db")
+
+    since = findings(path, now=NOW).invites_since
+
+    assert (since.moment, since.source) == (BASE - 100 * DAY, "ProductVersion")
+    assert since.evidence == [
+        Evidence(
+            "ProductVersion",
+            "row 6: 8.5 R11 registered 2023-09-23 09:00:00 UTC "
+            "(the first SuperOffice version with invites)",
+        ),
+        Evidence("invitation", "no invitation row with a real date"),
+    ]
+    assert oracle_invites_since(database_rows(path)) == since.moment
+
+
+def invitation_scenario() -> Scenario:
+    return Scenario(
+        appointments=[appointment(10, 10, 1), appointment(20, 20, 1), appointment(30, 30, 1)],
+        invitations=[
+            invitation(1, 10, registered=NEVER),  # an empty date: no evidence
+            invitation(2, 20, registered=BASE - 150 * DAY),
+            invitation(3, 30),
+        ],
+    )
+
+
+def test_an_earlier_invitation_wins_over_product_version(
+    on_each_engine: Callable[[Scenario], Target],
+) -> None:
+    target = on_each_engine(invitation_scenario())
+
+    since = detect_on(target).invites_since
+
+    assert (since.moment, since.source) == (BASE - 150 * DAY, "invitation")
+    assert sources(since.evidence) == ["ProductVersion", "invitation"]
+    assert "row 1: 8.5 R10 registered 2023-09-23 09:00:00 UTC" in since.evidence[0].detail
+    assert since.evidence[1].detail == "first invitation row registered 2023-08-04 09:00:00"
+    assert oracle_invites_since(target.database_rows()) == since.moment
+
+
+def test_the_operators_invites_since_wins(tmp_path: Path) -> None:
+    path = invitation_scenario().build(tmp_path / "crm.db")
+    given = BASE + 5 * DAY
+
+    found = findings(path, OperatorAnswers(invites_since=given), now=NOW)
+
+    since = found.invites_since
+    assert (since.moment, since.source) == (given, "operator")
+    assert since.evidence[0] == Evidence("operator", "--invites-since 2024-01-06 09:00:00")
+    assert sources(since.evidence[1:]) == ["ProductVersion", "invitation"]  # still listed
+    assert found.invites.selection is not None
+    assert found.invites.selection.invites_since == given
+
+
+def undetermined_scenario(*, email_id: int) -> Scenario:
+    return Scenario(
+        appointments=[
+            # 10: its only footprint is an e-mailed participant (emailId), if any.
+            appointment(10, 10, 1),
+            appointment(11, 10, 0, invited=5, email_id=email_id),
+            # 20: SendEmail, which needs no invites-since.
+            appointment(20, 20, 1, send_email=1),
+            appointment(21, 20, 2),
+        ],
+        product_versions=[
+            product_version(1, "SuperOffice", "CRM", "8.5 R10", registered=NEVER),
+            product_version(3, "SuperOffice", "CRM", "8.5 R11", registered=datetime(1753, 1, 1)),
+            SYNCHRONIZER_3_2_284,
+        ],
+        invitations=[invitation(1, 30, registered=NEVER)],
+    )
+
+
+def test_undetermined_invites_since_leaves_footprint_c_out_and_says_so(tmp_path: Path) -> None:
+    path = undetermined_scenario(email_id=9005).build(tmp_path / "crm.db")
+
+    found = findings(path, now=NOW)
+
+    since = found.invites_since
+    assert (since.moment, since.source) == (None, "undetermined")
+    assert since.email_id_rows_exist is True
+    assert "invites-since is undetermined, so emailId is no evidence" in details(since.evidence)
+    meetings, rows, counted, note = footprint_counts(found.invites)["email-id"]
+    assert (meetings, rows, counted) == (0, 0, False)
+    assert "invites-since is undetermined" in note and "rows with emailId <> 0 exist" in note
+    assert [w for w in found.warnings if "invites-since is undetermined" in w]
+    assert any("--invites-since DATE" in w for w in found.warnings)
+    # SendEmail still counts, and the window starts at the beginning.
+    assert found.invites.selection is not None and found.invites.selection.start is None
+    assert found.invites.to_mark == 2
+    assert rows_to_mark(database_rows(path), until=NOW) == {20, 21}
+
+
+def test_undetermined_invites_since_without_email_id_rows_is_no_warning(tmp_path: Path) -> None:
+    path = undetermined_scenario(email_id=0).build(tmp_path / "crm.db")
+
+    found = findings(path, now=NOW)
+
+    assert found.invites_since.moment is None
+    assert found.invites_since.email_id_rows_exist is False
+    note = footprint_counts(found.invites)["email-id"][3]
+    assert "invites-since is undetermined" in note and "no emailId rows" in note
+    assert not [w for w in found.warnings if "invites-since" in w]
+
+
+# --- why nothing is marked --------------------------------------------------------------------
+
+
+def test_an_existing_synchronizer_customer_gets_nothing_marked(tmp_path: Path) -> None:
+    # SuperOffice's own upgrade switched Diary Synchronizer Active on before invites arrived.
+    switched_on = SINCE - 100 * DAY
+    scenario = dataclasses.replace(
+        counting_scenario(), preferences=[preference(5, 2, "1", registered=switched_on)]
+    )
+    path = scenario.build(tmp_path / "crm.db")
+
+    invites = findings(path, now=NOW).invites
+
+    assert invites.meetings == 8 and invites.to_mark == 0 and invites.selected_meetings == 0
+    assert invites.window is not None and invites.window.until == switched_on
+    assert invites.nothing_to_mark_because is not None
+    assert (
+        "Diary Synchronizer Active has been on since 2023-06-15 09:00 UTC, before invites "
+        "arrived (2023-09-23 09:00 UTC)" in invites.nothing_to_mark_because
+    )
+    database = database_rows(path)
+    assert rows_to_mark(database, until=marking_until(database.preferences, NOW)) == set()
+
+
+def test_no_footprint_means_nothing_to_mark(tmp_path: Path) -> None:
     path = Scenario(
         appointments=[
             appointment(10, 10, 1),
-            appointment(11, 10, 0, invited=5, warning=1),  # invite meeting
-            appointment(12, 10, 2, warning=3),
-            appointment(20, 20, 1, warning=None),
-            appointment(21, 20, 0, invited=6),  # invite meeting
-            appointment(30, 30, 1),
-            appointment(31, 30, 2),  # internal only
-            appointment(40, 0, 0, invited=7),  # plain
+            appointment(11, 10, 2),
+            appointment(12, 10, 0, invited=5),  # an external participant is no footprint
         ]
     ).build(tmp_path / "crm.db")
 
-    invites = findings(path).invites
+    invites = findings(path, now=NOW).invites
 
-    assert (invites.meetings, invites.rows) == (2, 5)
-    assert (invites.already_marked, invites.other_warnings, invites.to_mark) == (1, 1, 3)
-    assert invites.window is not None and invites.window.start is None
-    assert "2 meetings with an external participant" in details(invites.evidence)
+    assert (invites.meetings, invites.to_mark) == (0, 0)
+    assert invites.nothing_to_mark_because is not None
+    assert invites.nothing_to_mark_because.startswith(
+        "No appointment carries a footprint of SuperOffice's invite system"
+    )
+    assert rows_to_mark(database_rows(path), until=NOW) == set()
+
+
+# --- DatabaseModel.ModelData ------------------------------------------------------------------
+
+
+def model_evidence(found: Findings) -> list[dict[str, str]]:
+    """The superoffice evidence of the JSON report that comes from ModelData."""
+    report = json.loads(json.dumps(findings_model(found), default=str))
+    return [
+        e for e in report["superoffice"]["evidence"] if e["source"] == "DatabaseModel.ModelData"
+    ]
+
+
+def test_model_data_dictionary_steps_are_inferred_evidence(
+    on_each_engine: Callable[[Scenario], Target],
+) -> None:
+    target = on_each_engine(
+        Scenario(
+            model_versions=["8.5 R10"],
+            model_data=encode_model_data([*INVITATION_STEPS, SUPEROFFICE_STEP_45]),
+        )
+    )
+
+    found = detect_on(target)
+
+    assert found.model is not None and found.model.decoded is True
+    assert found.model.invitation_step_3_ran() is True
+    lines = [e["detail"] for e in model_evidence(found)]
+    assert lines == found.model.evidence_lines()
+    assert lines and all("inferred" in line for line in lines)
+    assert any(line.startswith("invitation step 3 (") and "has run" in line for line in lines)
+    assert any(
+        "SuperOffice step 45 'Adds cautionWarning to appointment' Applied" in line for line in lines
+    )
+
+
+def test_garbage_model_data_is_said_and_detection_goes_on(
+    on_each_engine: Callable[[Scenario], Target],
+) -> None:
+    target = on_each_engine(Scenario(model_versions=["8.5 R10"], model_data=b"\x00 garbage \xff"))
+
+    found = detect_on(target)
+
+    assert found.model is not None and found.model.decoded is False
+    assert found.model.invitation_step_3_ran() is None
+    (line,) = model_evidence(found)
+    assert "could not be decoded" in line["detail"]
+    assert found.superoffice.status == "ok"  # the versions are read all the same
+    assert found.invites.selection is not None
+
+
+def test_no_database_model_row(tmp_path: Path) -> None:
+    found = findings(Scenario().build(tmp_path / "crm.db"), now=NOW)
+
+    assert found.model is None
+    (line,) = model_evidence(found)
+    assert line["detail"] == "no DatabaseModel row: no dictionary steps"
 
 
 # --- NULLs where a real schema allows them ----------------------------------------------------

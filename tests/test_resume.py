@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from scenarios import (
+    database_rows,
     dump,
     execute,
     final_state,
-    invite_rows_to_mark,
     next_id,
+    oracle_marks,
     query,
     run_rows,
     run_time,
@@ -29,6 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from setup_tool.database import Database
+from setup_tool.detect import OperatorAnswers
 from setup_tool.errors import ExitCode, InterruptedRun
 
 BATCH = 7
@@ -40,7 +43,8 @@ class Injected(RuntimeError):
 
 @pytest.fixture
 def template(make_demo: Callable[..., Path]) -> Path:
-    return make_demo(travel=True, appointments=1500)
+    # Enough invite rows for several batches of BATCH.
+    return make_demo(travel=True, appointments=1500, invite_share=0.1)
 
 
 @pytest.fixture
@@ -61,9 +65,31 @@ def crm(template: Path, tmp_path: Path) -> Path:
 
 
 def candidates(path: Path) -> list[int]:
-    """The rows a run now would mark, in the order the batches take them."""
-    before = dump(path, "appointment")
-    return sorted(invite_rows_to_mark(before, until="9999"))
+    """The rows a run now would mark (SPEC step 4, invite_oracle), in the order the batches
+    take them."""
+    return sorted(oracle_marks(path, datetime.now(UTC).replace(tzinfo=None)))
+
+
+def main_statement(statement: str) -> str:
+    """The statement after its leading WITH clause, if any: the staging INSERT carries the
+    invite footprints as a common table expression ("WITH invite_footprints AS (...) INSERT")."""
+    text = " ".join(statement.split())
+    if not text.upper().startswith("WITH "):
+        return text
+    depth, seen_body = 0, False
+    for index, char in enumerate(text):
+        if char == "(":
+            depth, seen_body = depth + 1, True
+        elif char == ")":
+            depth -= 1
+            rest = text[index + 1 :].lstrip()
+            if depth == 0 and seen_body and not rest.startswith(","):
+                return rest
+    return text
+
+
+def is_staging(statement: str) -> bool:
+    return main_statement(statement).upper().startswith("INSERT INTO SETUP_TOOL_CANDIDATE")
 
 
 def marked_since(before: list[dict[str, Any]], path: Path) -> list[int]:
@@ -104,7 +130,7 @@ def fail_on(statement_start: str, after: int = 0) -> Callable[[Database], None]:
         @event.listens_for(db.engine, "before_cursor_execute")
         def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             if (
-                statement.lstrip().upper().startswith(statement_start.upper())
+                main_statement(statement).upper().startswith(statement_start.upper())
                 and next(seen) == after
             ):
                 raise Injected("connection lost (injected)")
@@ -163,7 +189,7 @@ def resume(path: Path, todo: list[int], done: int) -> Any:
     mark = next(s for s in result.plan.steps if s.id == "mark_invites")
     assert "resumes run 1's marking" in mark.reason.lower()
     assert mark.rows == len(todo) - done  # the plan counted exactly what was left
-    assert not [s for s in planned_log if s.upper().startswith("INSERT INTO SETUP_TOOL_CANDIDATE")]
+    assert not [s for s in planned_log if is_staging(s)]
     return result
 
 
@@ -344,3 +370,53 @@ def test_failure_in_the_preference_step_leaves_nothing_half_done(
     upgrade(crm, batch_size=BATCH)
 
     assert final_state(crm) == reference
+
+
+def test_a_step_stopped_before_staging_resumes_with_the_selection_it_recorded(
+    crm: Path,
+) -> None:
+    database = database_rows(crm)
+    (r10,) = [r for r in database.product_versions if r["version"] == "8.5 R10"]
+    first_answers = OperatorAnswers(footprints=frozenset({"send-email", "email-id"}))
+
+    with pytest.raises(Injected):
+        upgrade(
+            crm,
+            first_answers,
+            batch_size=BATCH,
+            on_open=fail_on("INSERT INTO setup_tool_candidate"),
+        )
+
+    step = marking_step(crm)
+    assert (step["status"], step["checkpoint_key"]) == ("staging", None)
+    assert step["invites_since"] == r10["registered"]  # detected: the first 8.5 R10 row
+    assert step["footprints"] == "email-id,send-email"
+    first_run = datetime.fromisoformat(run_time(crm, 1))
+    expected = oracle_marks(database, first_run, footprints=first_answers.footprints)
+    # The operator now says otherwise; a fresh selection would mark other rows.
+    later_since = datetime.fromisoformat(r10["registered"]) + timedelta(days=200)
+    resumed_answers = OperatorAnswers(
+        footprints=frozenset({"invitation"}), invites_since=later_since
+    )
+    other = oracle_marks(
+        database,
+        first_run,
+        operator_since=resumed_answers.invites_since,
+        footprints=resumed_answers.footprints,
+    )
+    assert expected and other and expected != other
+    assert expected != oracle_marks(database, first_run)  # the narrowing matters here
+    before = dump(crm, "appointment")
+
+    result = upgrade(crm, resumed_answers, batch_size=BATCH)
+
+    mark = next(s for s in result.plan.steps if s.id == "mark_invites")
+    assert "resumes run 1's marking" in mark.reason.lower() and mark.rows == len(expected)
+    assert set(marked_since(before, crm)) == expected
+    assert recorded_ids(crm) == sorted(expected)
+    step = marking_step(crm)  # the one marking step, resumed: its selection unchanged
+    assert (step["status"], step["rows_changed"]) == ("completed", len(expected))
+    assert step["invites_since"] == r10["registered"]
+    assert step["footprints"] == "email-id,send-email"
+    rows = {r["appointment_id"]: r for r in dump(crm, "appointment")}
+    assert {rows[i]["updated"] for i in expected} == {run_time(crm, 2)}

@@ -1,11 +1,13 @@
 """Each upgrade step's effect on the database, row by row, checked with plain SQL.
 
-The expected rows are worked out in the test from a plain dump (scenarios.invite_rows_to_mark),
-never with the tool's own queries.
+The expected rows come from the independent oracle of SPEC step 4 (invite_oracle, through
+scenarios.oracle_marks) applied to a plain dump, and from ids worked out by hand; never from the
+tool's own queries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from datetime import datetime, timedelta
@@ -13,22 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from invite_oracle import rows_to_mark
 from scenarios import (
     BASE,
     NEVER,
     SUPEROFFICE_8_5_R10,
     Row,
     Scenario,
+    Target,
     appointment,
     backdate_run,
     by_id,
+    database_rows,
     dump,
     execute,
     final_state,
     insert,
+    invitation,
     invite_meeting,
-    invite_rows_to_mark,
     next_id,
+    oracle_marks,
     plan,
     preference,
     product_version,
@@ -109,51 +115,68 @@ def assert_previous_values_recorded(path: Path, before: list[Row], expected: set
 
 
 def marking_scenario() -> Scenario:
+    """Invite meetings (each with a footprint of the invite system) and look-alikes without one.
+
+    invites-since is SUPEROFFICE_8_5_R10's registration, 100 days before BASE.
+    """
     later = BASE + timedelta(days=2)
     return Scenario(
         appointments=[
             appointment(10, 0, 1),  # plain appointment
             appointment(11, 0, 0, invited=9),  # plain row that looks like an external participant
             appointment(12, 0, 1, warning=None),
-            # Invite meeting: master, internal (NULL warning), external, a participant added later.
+            appointment(13, 0, 1, warning=None, send_email=1),  # plain, from the invite system
+            # Invite meeting by (c), the external participant's emailId: master, internal (NULL
+            # warning), external (in nobody's diary: left), a participant added later (950).
             appointment(100, 100, 1, count=3, updated=BASE + timedelta(days=1), updated_by=1),
             appointment(101, 100, 2, warning=None),
-            appointment(102, 100, 0, invited=500),
-            # Invite meeting with other warnings: only the 0 row is marked.
-            appointment(200, 200, 1, warning=3),
+            appointment(102, 100, 0, invited=500, email_id=9500),
+            # Invite meeting by (b), with other warnings: only the diary row at 0 is marked.
+            appointment(200, 200, 1, warning=3, send_email=1),
             appointment(201, 200, 2),
             appointment(202, 200, 0, invited=501, warning=2),
             appointment(203, 200, 0, invited=502, warning=4),
             appointment(204, 200, 3, warning=5),
-            # Internal-only meeting; and one whose associate-0 row invites nobody.
+            appointment(205, 200, 0, invited=507),  # external, warning 0: still left
+            # Internal-only meeting; one whose associate-0 row invites nobody; and a meeting with
+            # an external participant but no footprint: none is an invite meeting.
             appointment(300, 300, 1),
             appointment(301, 300, 2),
             appointment(400, 400, 1),
             appointment(401, 400, 0, invited=0),
-            # The external participant is already marked: the master still needs it.
+            appointment(450, 450, 1),
+            appointment(451, 450, 0, invited=508),
+            # Invite meeting by (a), an invitation row; the external participant is marked already.
             appointment(500, 500, 1),
             appointment(501, 500, 0, invited=503, warning=1),
-            # updatedCount at and near its 16-bit cap.
+            # Invite meeting by (c); updatedCount at and near its 16-bit cap.
             appointment(600, 600, 1, count=65535),
-            appointment(601, 600, 0, invited=504, count=65534),
+            appointment(601, 600, 3, count=65534),
             appointment(602, 600, 2, warning=None, count=65535),
-            # Registered after the run: outside the window.
-            appointment(700, 700, 1, registered=FUTURE),
-            appointment(701, 700, 0, invited=505, registered=FUTURE),
-            # Internal rows first, the external participant far away in the id order.
+            appointment(603, 600, 0, invited=504, email_id=9504, count=65534),
+            # Invite meeting by (b) with a row the synchronizer made from Outlook: that row is left.
+            appointment(650, 650, 1, send_email=1),
+            appointment(651, 650, 2, owned_externally=2),
+            # Invite meeting registered after the run: outside the window.
+            appointment(700, 700, 1, registered=FUTURE, send_email=1),
+            appointment(701, 700, 0, invited=505, registered=FUTURE, email_id=9505),
+            # Internal rows first, the footprint (an e-mailed external participant) far away in
+            # the id order.
             appointment(800, 800, 1),
             appointment(801, 800, 2),
             appointment(950, 100, 3, registered=later),
-            appointment(990, 800, 0, invited=506, registered=later),
-        ]
+            appointment(990, 800, 0, invited=506, registered=later, email_id=9506),
+        ],
+        invitations=[invitation(1, 500)],
     )
 
 
-MARKING_EXPECTED = {100, 101, 102, 201, 500, 600, 601, 602, 800, 801, 950, 990}
+MARKING_EXPECTED = {13, 100, 101, 201, 500, 600, 601, 602, 650, 800, 801, 950}
 
 
 def test_marking_changes_exactly_the_invite_rows(tmp_path: Path) -> None:
     path = marking_scenario().build(tmp_path / "crm.db")
+    database = database_rows(path)
     before = dump(path, "appointment")
     planned = steps_of(plan(path))["mark_invites"]
 
@@ -161,7 +184,7 @@ def test_marking_changes_exactly_the_invite_rows(tmp_path: Path) -> None:
 
     assert result.exit_code == ExitCode.DONE and result.outcome == "done"
     when = run_time(path, result.run_id)
-    expected = invite_rows_to_mark(before, until=when)
+    expected = oracle_marks(database, when)
     assert expected == MARKING_EXPECTED
     after = dump(path, "appointment")
     assert_marked_exactly(before, after, expected, when)
@@ -176,16 +199,20 @@ def test_marking_changes_exactly_the_invite_rows(tmp_path: Path) -> None:
     assert step["rows_planned"] == len(expected)
     assert step["checkpoint_key"] == max(expected)
     assert step["window_until"] == when and step["window_from"] is None
+    assert step["invites_since"] == ts(SUPEROFFICE_8_5_R10["registered"])
+    assert step["footprints"] == "email-id,invitation,send-email"
     assert query(path, "SELECT COUNT(*) AS n FROM setup_tool_candidate") == [{"n": 0}]
 
 
-def test_marking_on_the_demo_database(demo_db: Path) -> None:
+def test_marking_on_the_demo_database(make_demo: Any) -> None:
+    demo_db = make_demo(appointments=3000, invite_share=0.1)
+    database = database_rows(demo_db)
     before = dump(demo_db, "appointment")
 
     result = upgrade(demo_db, acting_associate_id=ACTING, fix_overrides=True)
 
     when = run_time(demo_db, result.run_id)
-    expected = invite_rows_to_mark(before, until=when)
+    expected = oracle_marks(database, when)
     assert len(expected) > 50
     assert_marked_exactly(before, dump(demo_db, "appointment"), expected, when)
     assert_previous_values_recorded(demo_db, before, expected)
@@ -366,6 +393,7 @@ def log_rows(path: Path, from_id: int) -> list[Row]:
 
 def test_travel_on_logs_every_change(make_demo: Any) -> None:
     path = make_demo(travel=True)
+    database = database_rows(path)
     before = dump(path, "appointment")
     old_log = dump(path, "traveltransactionlog")
     first_log_id = next_id(path, "traveltransactionlog")
@@ -374,7 +402,8 @@ def test_travel_on_logs_every_change(make_demo: Any) -> None:
     result = upgrade(path, fix_overrides=True, acting_associate_id=ACTING, batch_size=9)
 
     when = run_time(path, result.run_id)
-    marked = invite_rows_to_mark(before, until=when)
+    marked = oracle_marks(database, when)
+    assert marked  # the demo has invite rows to mark
     assert_marked_exactly(before, dump(path, "appointment"), marked, when)
     logged = log_rows(path, first_log_id)
     assert [r["traveltransactionlog_id"] for r in logged] == list(
@@ -393,7 +422,11 @@ def test_travel_on_logs_every_change(make_demo: Any) -> None:
 
 def test_travel_log_table_number_comes_from_sequence(tmp_path: Path) -> None:
     path = Scenario(
-        appointments=[appointment(5, 5, 1), appointment(6, 5, 0, invited=3)],
+        appointments=[
+            appointment(5, 5, 1),
+            appointment(6, 5, 2),
+            appointment(7, 5, 0, invited=3, email_id=9003),  # e-mailed: not in a diary, not marked
+        ],
         preferences=[travel_preference(1, True)],
     ).build(tmp_path / "crm.db")
     execute(
@@ -430,13 +463,14 @@ def test_travel_off_writes_no_log(demo_db: Path) -> None:
 
 def test_batch_size_does_not_change_the_result(make_demo: Any, tmp_path: Path) -> None:
     template = make_demo(travel=True, appointments=1500)
-    before = dump(template, "appointment")
+    database = database_rows(template)
     states = []
     for batch_size in (1, 7, 100_000):
         path = tmp_path / f"batch-{batch_size}.db"
         shutil.copyfile(template, path)
         result = upgrade(path, batch_size=batch_size)
-        expected = invite_rows_to_mark(before, until=run_time(path, result.run_id))
+        expected = oracle_marks(database, run_time(path, result.run_id))
+        assert len(expected) > 7  # several batches of 7, one of 100,000
         (step,) = query(path, "SELECT * FROM setup_tool_step WHERE step_key = 'mark_invites'")
         assert step["checkpoint_key"] == max(expected)
         assert step["batches_done"] == math.ceil(len(expected) / batch_size)
@@ -455,8 +489,8 @@ def test_batch_size_does_not_change_the_result(make_demo: Any, tmp_path: Path) -
 
 
 def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
-    path = Scenario(
-        appointments=marking_scenario().appointments,
+    path = dataclasses.replace(
+        marking_scenario(),
         product_versions=[
             product_version(1, "SuperOffice", "CRM", "8.1 R03"),
             product_version(2, "InfoBridge", "Synchronizer", "3.2.284"),
@@ -481,8 +515,8 @@ def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
 
 
 def test_undetermined_superoffice_version_is_an_error_unattended(tmp_path: Path) -> None:
-    path = Scenario(
-        appointments=marking_scenario().appointments,
+    path = dataclasses.replace(
+        marking_scenario(),
         product_versions=[
             product_version(1, "SuperOffice", "CRM", "8.5.7346.1605"),
             product_version(2, "InfoBridge", "Synchronizer", "3.2.284"),
@@ -507,8 +541,8 @@ def test_undetermined_superoffice_version_is_an_error_unattended(tmp_path: Path)
 
 
 def test_old_synchronizer_still_protects_the_data(tmp_path: Path) -> None:
-    path = Scenario(
-        appointments=marking_scenario().appointments,
+    path = dataclasses.replace(
+        marking_scenario(),
         product_versions=[
             SUPEROFFICE_8_5_R10,
             product_version(2, "InfoBridge", "Synchronizer", "3.2.283"),
@@ -529,8 +563,8 @@ def test_old_synchronizer_still_protects_the_data(tmp_path: Path) -> None:
 
 
 def test_unknown_synchronizer_version_still_protects_the_data(tmp_path: Path) -> None:
-    path = Scenario(
-        appointments=marking_scenario().appointments,
+    path = dataclasses.replace(
+        marking_scenario(),
         product_versions=[SUPEROFFICE_8_5_R10],
         licences=["superoffice.exchange-sync"],
     ).build(tmp_path / "crm.db")
@@ -582,19 +616,25 @@ def test_preference_already_on_records_when_and_marks_only_before(tmp_path: Path
     switched_on = BASE + timedelta(days=10)
     path = Scenario(
         appointments=[
+            # Before it was switched on: the diary rows are marked.
             appointment(1, 1, 1),
-            appointment(2, 1, 0, invited=4),  # before: marked
-            appointment(3, 3, 1, registered=switched_on),  # from then on: not
-            appointment(4, 3, 0, invited=5, registered=switched_on),
+            appointment(2, 1, 2),
+            appointment(3, 1, 0, invited=4, email_id=9004),
+            # From then on: not.
+            appointment(4, 4, 1, registered=switched_on),
+            appointment(5, 4, 2, registered=switched_on),
+            appointment(6, 4, 0, invited=5, registered=switched_on, email_id=9005),
         ],
         preferences=[preference(5, 2, "1", updated=switched_on, count=1)],
     ).build(tmp_path / "crm.db")
+    database = database_rows(path)
 
     first = upgrade(path)
 
     assert first.run_id == 1 and first.outcome == "done"
     assert steps_of(first)["preference"].decision == "done"
-    assert [r["cautionWarning"] for r in dump(path, "appointment")] == [1, 1, 0, 0]
+    assert oracle_marks(database, run_time(path, 1)) == {1, 2}
+    assert [r["cautionWarning"] for r in dump(path, "appointment")] == [1, 1, 0, 0, 0, 0]
     assert run_rows(path)[0]["preference_on_at"] == run_time(path, 1)
 
     second = upgrade(path)
@@ -623,11 +663,12 @@ def test_after_an_admin_switched_it_off_only_rows_since_then_are_marked(tmp_path
         [
             *invite_meeting(2000, while_on, 600),  # registered while it was on: left alone
             *invite_meeting(2100, since_off, 601),  # registered while it was off: marked
-            *invite_meeting(2200, since_off, 602, warning=4),  # marked except the warned master
+            *invite_meeting(2200, since_off, 602, warning=4),  # the warned master is left
             appointment(2300, 2300, 1, registered=since_off),  # internal only
             appointment(2301, 2300, 2, registered=since_off),
         ],
     )
+    database = database_rows(path)
     before = dump(path, "appointment")
 
     second = upgrade(path, acting_associate_id=ACTING)
@@ -636,8 +677,12 @@ def test_after_an_admin_switched_it_off_only_rows_since_then_are_marked(tmp_path
     window = second.plan.findings.invites.window
     assert window is not None and window.start == switched_off
     when = run_time(path, 2)
-    expected = invite_rows_to_mark(before, until=when, start=ts(switched_off))
-    assert expected == {2100, 2101, 2102, 2201, 2202}
+    # The oracle's window starts at invites-since; the meetings registered from switched_off on
+    # are those selected until now and not until switched_off.
+    expected = rows_to_mark(database, until=datetime.fromisoformat(when)) - rows_to_mark(
+        database, until=switched_off
+    )
+    assert expected == {2100, 2101, 2201}  # external rows and the warned master are left
     assert_marked_exactly(before, dump(path, "appointment"), expected, when)
     assert sorted(
         r["record_id"]
@@ -667,6 +712,7 @@ def test_new_invites_while_it_stayed_on_are_not_marked(tmp_path: Path) -> None:
 
 
 def test_synchronizer_installed_later(demo_db: Path) -> None:
+    database = database_rows(demo_db)
     state = whole_database(demo_db)
 
     without = upgrade(demo_db, OperatorAnswers(no_synchronizer=True))
@@ -685,8 +731,45 @@ def test_synchronizer_installed_later(demo_db: Path) -> None:
     later = upgrade(demo_db, fix_overrides=True)
 
     when = run_time(demo_db, later.run_id)
-    expected = invite_rows_to_mark(state["appointment"], until=when)
+    expected = oracle_marks(database, when)
+    assert expected
     assert_marked_exactly(
         state["appointment"], dump(demo_db, "appointment"), expected, when, acting=0
     )
     assert system_rows(demo_db)[0]["prefvalue"] == "1"
+
+
+# --- the step's bookkeeping -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "sqlite",  # sqlite3 reports rowcount -1 for the staging INSERT (it starts WITH ...)
+        "postgresql",
+    ],
+)
+def test_rows_planned_is_what_was_staged(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    scenario = Scenario(
+        appointments=[
+            *invite_meeting(100, BASE, 500),  # e-mailed: 100 and 101 marked, 102 external
+            appointment(200, 200, 1, send_email=1),
+            appointment(201, 200, 2),
+            appointment(300, 300, 1),  # no footprint
+        ]
+    )
+    if engine == "sqlite":
+        target = Target.sqlite(scenario.build(tmp_path / "crm.db"))
+    else:
+        target = scenario.build_postgresql(request.getfixturevalue("pg_database").url(), "crm7")
+
+    result = target.upgrade(OperatorAnswers())
+
+    assert result.exit_code == ExitCode.DONE
+    (step,) = target.query(
+        f"SELECT rows_planned, rows_changed FROM {target.table('setup_tool_step')} "
+        "WHERE step_key = 'mark_invites'"
+    )
+    assert step == {"rows_planned": 4, "rows_changed": 4}

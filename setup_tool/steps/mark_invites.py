@@ -242,9 +242,9 @@ def _classify_rows(
     outcome = case(
         (~in_a_diary(a), "external"),
         (~not_externally_owned(a), "owned"),
+        (~selected, "outside"),
         (a.c.cautionWarning == NOT_IN_SYNC, "marked"),
         (a.c.cautionWarning > NOT_IN_SYNC, "other"),
-        (~selected, "outside"),
         else_="to_mark",
     ).label("outcome")
     in_range = case(
@@ -617,10 +617,14 @@ def _resume_or_run(
 def _stage(ctx: StepContext, step_row_id: int, selection: Selection) -> None:
     assert ctx.engine is not None
     s = ctx.books.step
+    c = ctx.books.candidate
     with ctx.engine.begin() as conn:  # the tool's own table: one transaction is fine
+        conn.execute(stage_candidates_statement(ctx.tables, ctx.books, step_row_id, selection))
+        # Counted, not taken from the rowcount: sqlite3 reports -1 for a statement that starts
+        # with WITH, and the staging INSERT does (its footprint CTE).
         staged = conn.execute(
-            stage_candidates_statement(ctx.tables, ctx.books, step_row_id, selection)
-        ).rowcount
+            select(func.count()).where(c.c.step_row_id == step_row_id)
+        ).scalar_one()
         conn.execute(
             update(s)
             .where(s.c.step_row_id == step_row_id)
