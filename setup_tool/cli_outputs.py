@@ -1,5 +1,6 @@
 """What a command leaves behind: the report (or the T-SQL script), the saved answers, the
-summary on stderr, and the report kept with the run in the database."""
+summary on stderr, and the report kept with the run in the database; and, before it connects,
+whether each of those files may be written (output_files has the rule)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from setup_tool.console import Console
+from setup_tool.errors import SetupToolError
 from setup_tool.logs import LOGGER
 
 if TYPE_CHECKING:
@@ -19,6 +21,69 @@ if TYPE_CHECKING:
     from setup_tool.detect import OperatorAnswers
     from setup_tool.upgrade import UpgradeResult
 
+# Query keys that hold a password when someone writes it into the URL (ODBC, libpq).
+_PASSWORD_QUERY_KEYS = frozenset({"pwd", "password", "odbc_connect"})
+
+
+def check_outputs(
+    o: dict[str, Any],
+    log_file: Path | None,
+    database_url: str | None,
+    default_report: Path | None = None,
+) -> None:
+    """Refuse (exit 2) a report, answer file, script or log that could overwrite the database
+    at `database_url` (or any device, link or database) or that cannot be written. Called before
+    logging starts, with the database the options name, and again once the connection is settled
+    (the wizard may have asked for it), always before connecting."""
+    from setup_tool.output_files import OutputFile, check_output_files
+
+    report = o.get("report")
+    save_to = o.get("save_answers")
+    check_output_files(
+        [
+            OutputFile(report, "--report") if report else None,
+            OutputFile(default_report, "the report") if default_report and not report else None,
+            OutputFile(save_to, "--save-answers") if save_to else None,
+            OutputFile(log_file, "--log-file" if o.get("log_file") else "the log", appends=True)
+            if log_file
+            else None,
+        ],
+        database_url,
+    )
+
+
+def warn_password_on_command_line(ctx: click.Context, o: dict[str, Any]) -> None:
+    """A password typed into --database-url is visible to everyone in the process list."""
+    from click.core import ParameterSource
+
+    if ctx.get_parameter_source("database_url") is not ParameterSource.COMMANDLINE:
+        return
+    if url_without_password(o.get("database_url"))[1]:
+        Console().warn(
+            "Warning: the password in --database-url can be read by other users of this "
+            "machine in the process list. Leave it out of the URL and give it as "
+            "SETUP_TOOL_DB_PASSWORD (or db-password in the --config answer file) instead."
+        )
+
+
+def url_without_password(database_url: str | None) -> tuple[str | None, bool]:
+    """The URL with its password (and password-like query values) removed, and whether there was
+    one. An unparsable URL is None: it cannot be shown safely."""
+    if not database_url:
+        return database_url, False
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(database_url)
+    except Exception:
+        return None, True
+    secret_keys = [key for key in url.query if key.lower() in _PASSWORD_QUERY_KEYS]
+    if url.password is None and not secret_keys:
+        return database_url, False
+    # URL.set() ignores None; the URL is a named tuple, and _replace is its public way.
+    url = url._replace(password=None).difference_update_query(secret_keys)
+    return url.render_as_string(hide_password=False), True
+
 
 def emit_report(
     console: Console,
@@ -26,8 +91,13 @@ def emit_report(
     o: dict[str, Any],
     render: Callable[..., str],
     default_path: Path | None = None,
+    outcome_stands: bool = False,
 ) -> Path | None:
-    """Write the report where asked (or to default_path); otherwise print it on stdout."""
+    """Write the report where asked (or to default_path); otherwise print it on stdout.
+
+    With `outcome_stands` (a real run has done its work) a report that cannot be written after
+    all is a warning, not a failure: the run's result and exit code are what they are.
+    """
     from setup_tool.report import infer_format, write_text_file
 
     path = o["report"] or default_path
@@ -36,19 +106,38 @@ def emit_report(
         click.echo(render(model, fmt), nl=False)
         return None
     model["report_file"] = str(path)
-    write_text_file(path, render(model, fmt))
+    try:
+        write_text_file(path, render(model, fmt))
+    except SetupToolError as error:
+        if not outcome_stands:
+            raise
+        model["report_file"] = None
+        console.warn(f"Warning: {error.message} The run's result below is not affected by this.")
+        return None
     return path
 
 
 def save_answers(
     path: Path, settings: ConnectionSettings, answers: OperatorAnswers, o: dict[str, Any]
 ) -> None:
-    from setup_tool.config import answer_file_text
+    from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY, answer_file_text
     from setup_tool.report import write_text_file
 
+    database_url, had_password = url_without_password(settings.database_url)
+    notes = (
+        [
+            "database-url is saved without the password it held: give it as "
+            f"{PASSWORD_ENV} or {PASSWORD_KEY}."
+            if database_url
+            else "database-url held a password and could not be saved without it: "
+            "add it here, without the password."
+        ]
+        if had_password
+        else []
+    )
     text = answer_file_text(
         {
-            "database-url": settings.database_url,
+            "database-url": database_url,
             "server": settings.server,
             "database": settings.database,
             "user": settings.user,
@@ -67,7 +156,8 @@ def save_answers(
             "fix-overrides": o["fix_overrides"],
             "acting-associate": o["acting_associate"] or None,
             "batch-size": o["batch_size"],
-        }
+        },
+        notes,
     )
     write_text_file(path, text)
     click.echo(
@@ -119,6 +209,9 @@ def print_summary(
         if step.decision == "blocked" or step.action_required:
             click.echo(f"  - {step.title}: {step.reason}", err=True)
             LOGGER.warning("%s: %s", step.title, step.reason)
+    for warning in result.plan.findings.warnings:  # e.g. footprint (c) not used: say it here too
+        click.echo(f"  ! {warning}", err=True)
+        LOGGER.warning("%s", warning)
     why_nothing = result.plan.findings.invites.nothing_to_mark_because
     if why_nothing and not dry_run:
         click.echo(f"  - {why_nothing}", err=True)

@@ -1,6 +1,10 @@
 """The dry run and the reports: a dry run changes nothing at all, what it predicts is exactly what
 a real run then does, and the reports in every format say so (JSON checked against its schema).
 
+What a first run must mark is not taken from the tool's own dry run (a wrong predicate would
+then agree with itself) but from the independent oracle (`invite_oracle`) over rows read with
+plain SQL before the run.
+
 Real SQLite files made by the demo generator; the CLI through click's CliRunner.
 """
 
@@ -13,6 +17,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,13 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
+from invite_oracle import (
+    ALL_FOOTPRINTS,
+    DatabaseRows,
+    as_datetime,
+    marking_until,
+    rows_to_mark,
+)
 from sqlalchemy import text
 
 from setup_tool.cli import cli
@@ -105,6 +117,56 @@ def steps(report: dict[str, Any]) -> list[tuple[str, str, int]]:
 
 def rows(report: dict[str, Any]) -> dict[str, int]:
     return {s["id"]: s["rows"] for s in report["steps"]}
+
+
+def database_rows(db: Path) -> DatabaseRows:
+    """What SPEC step 4 looks at, read with plain SQL (no invitation table in an R10 shape)."""
+    with closing(sqlite3.connect(db)) as con:
+        con.row_factory = sqlite3.Row
+        names = {r[0].lower() for r in con.execute("SELECT name FROM sqlite_master")}
+
+        def every(table: str) -> list[Row]:
+            if table.lower() not in names:
+                return []
+            return [dict(row) for row in con.execute(f'SELECT * FROM "{table}"')]
+
+        return DatabaseRows(
+            appointments=every("appointment"),
+            invitations=every("invitation"),
+            product_versions=every("ProductVersion"),
+            preferences=every("UserPreference"),
+        )
+
+
+def last_run_started(db: Path) -> datetime:
+    """When the latest run started; now when no run was recorded (nothing was to do)."""
+    with closing(sqlite3.connect(db)) as con:
+        ran = con.execute("SELECT name FROM sqlite_master WHERE name = 'setup_tool_run'")
+        if ran.fetchone() is None:
+            return datetime.now(UTC).replace(tzinfo=None)
+        (started,) = con.execute("SELECT MAX(started_at) FROM setup_tool_run").fetchone()
+    moment = as_datetime(started)
+    assert moment is not None
+    return moment
+
+
+Oracle = Callable[[DatabaseRows, datetime], set[int]]
+
+
+def first_run_oracle(
+    since: datetime | None = None, footprints: frozenset[str] = ALL_FOOTPRINTS
+) -> Oracle:
+    """What a first run started at a given moment must mark (SPEC step 4, invite_oracle)."""
+
+    def expected(database: DatabaseRows, started: datetime) -> set[int]:
+        until = marking_until(database.preferences, started)
+        return rows_to_mark(database, until=until, operator_since=since, footprints=footprints)
+
+    return expected
+
+
+def nothing_marked(database: DatabaseRows, started: datetime) -> set[int]:
+    return set()
 
 
 def licensed_only(db: Path) -> Path:
@@ -367,10 +429,11 @@ def test_the_dry_run_predicts_exactly_what_the_real_run_does(
     db = make_demo(**options)
     if licensed:
         licensed_only(db)
-    plan = _prediction_holds(db, args)
-    assert plan["findings"]["travel"]["enabled"] is bool(options.get("travel"))
     synchronizer = options.get("synchronizer_version", "") is not None
-    assert (rows(plan)["mark_invites"] > 0) is (synchronizer and "--no-synchronizer" not in args)
+    marks = synchronizer and "--no-synchronizer" not in args  # else the step is skipped
+    plan = _prediction_holds(db, args, first_run_oracle() if marks else nothing_marked)
+    assert plan["findings"]["travel"]["enabled"] is bool(options.get("travel"))
+    assert (rows(plan)["mark_invites"] > 0) is marks
 
 
 def test_the_prediction_holds_when_a_later_run_converges_again(
@@ -391,8 +454,55 @@ def test_the_prediction_holds_when_a_later_run_converges_again(
     assert rows(second)["preference"] == 1 and rows(second)["overrides"] == 1
 
 
-def _prediction_holds(db: Path, args: list[str]) -> dict[str, Any]:
-    before, before_digest = snapshot(db), digest(db)
+SCENARIO_VARIANTS: dict[str, tuple[dict[str, Any], list[str], Oracle]] = {
+    # demo options, upgrade options, what SPEC step 4 says a first run marks
+    "new-customer": ({"scenario": "new-customer"}, [], first_run_oracle()),
+    "existing-customer": ({"scenario": "existing-customer"}, [], first_run_oracle()),
+    "r10-shape": ({"scenario": "r10-shape"}, [], first_run_oracle()),
+    "new-customer, travel, batches of 5": (
+        {"scenario": "new-customer", "travel": True},
+        ["--batch-size", "5"],
+        first_run_oracle(),
+    ),
+    "new-customer, --footprints send-email": (
+        {"scenario": "new-customer"},
+        ["--footprints", "send-email"],
+        first_run_oracle(footprints=frozenset({"send-email"})),
+    ),
+    "new-customer, --invites-since before the upgrade": (
+        {"scenario": "new-customer", "appointments": 2000},
+        ["--invites-since", "2025-03-01"],
+        first_run_oracle(since=datetime(2025, 3, 1)),
+    ),
+    "r10-shape, --invites-since after the upgrade": (
+        {"scenario": "r10-shape", "appointments": 2000},
+        ["--invites-since", "2026-03-01 08:00:00"],
+        first_run_oracle(since=datetime(2026, 3, 1, 8)),
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", SCENARIO_VARIANTS, ids=list(SCENARIO_VARIANTS))
+def test_the_dry_run_predicts_what_spec_step_4_marks_on_every_demo_scenario(
+    variant: str, make_demo: Callable[..., Path]
+) -> None:
+    options, args, oracle = SCENARIO_VARIANTS[variant]
+    db = make_demo(**options)
+    plan = _prediction_holds(db, ["--fix-overrides", *args], oracle)  # byte-identical, oracle
+    predicted = rows(plan)["mark_invites"]
+    assert plan["findings"]["invites"]["to_mark"] == predicted
+    if options["scenario"] == "existing-customer":
+        assert predicted == 0 and plan["findings"]["invites"]["nothing_to_mark_because"]
+    else:
+        assert predicted > 0
+    for name in (f"{db.name}-journal", f"{db.name}-wal", f"{db.name}-shm"):
+        assert not db.with_name(name).exists()
+
+
+def _prediction_holds(db: Path, args: list[str], oracle: Oracle | None = None) -> dict[str, Any]:
+    """Dry run, then the real run: the same steps and counts, and (with `oracle`, for a first run)
+    exactly the rows SPEC step 4 says, whatever the tool predicted."""
+    before, before_digest, database = snapshot(db), digest(db), database_rows(db)
     _, plan = report_of(db, "--dry-run", "--unattended", *args, expect=0)
     assert digest(db) == before_digest
     assert plan["mode"] == "dry-run" and plan["run_id"] is None
@@ -408,6 +518,11 @@ def _prediction_holds(db: Path, args: list[str]) -> dict[str, Any]:
     expected = rows(plan)
     marked = changed(before["appointment"], after["appointment"])
     assert len(marked) == expected["mark_invites"]
+    if oracle is not None:
+        must = oracle(database, last_run_started(db))
+        assert marked == must, (
+            f"SPEC step 4: extra {sorted(marked - must)[:10]}, missing {sorted(must - marked)[:10]}"
+        )
     assert set(rows(plan)) == set(STEP_IDS)
     mark_step = next(s for s in plan["steps"] if s["id"] == "mark_invites")
     assert set(mark_step["sample_ids"]) <= marked

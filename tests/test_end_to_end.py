@@ -1,4 +1,8 @@
-"""The whole upgrade through the command line, on SQLite and on a real PostgreSQL server."""
+"""The whole upgrade through the command line, on SQLite and on a real PostgreSQL server.
+
+What must be marked comes from the independent oracle (`invite_oracle`, SPEC step 4 in plain
+Python) over rows read with plain SQL before the run, never from the tool's own dry run.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from conftest import DEMO_NOW
-from sqlalchemy import create_engine, select, update
-from superoffice_databases import TargetDatabase
+from click.testing import CliRunner, Result
+from invite_oracle import diary_sync_on_since, invites_since
+from sqlalchemy import create_engine, inspect, select, update
+from superoffice_databases import TargetDatabase, invites_to_mark
 
 from setup_tool.bookkeeping import Bookkeeping
 from setup_tool.cli import cli
@@ -30,20 +34,18 @@ SUPEROFFICE_TABLES = ("appointment", "userpreference", "sequence", "traveltransa
 
 
 def invite_rows_to_mark(t: TargetDatabase) -> set[int]:
-    """The oracle, written independently of the tool: rows of meetings with an external
-    participant, warning 0 or NULL, registered before the demo's 'now'."""
-    a, p = t.table("appointment"), t.table("appointment")
-    rows = t.query(
-        f"SELECT a.appointment_id FROM {a} a WHERE a.mother_id <> 0 "
-        "AND (a.cautionWarning = 0 OR a.cautionWarning IS NULL) AND a.registered < :now "
-        f"AND EXISTS (SELECT 1 FROM {p} x WHERE x.mother_id = a.mother_id "
-        "AND x.associate_id = 0 AND x.invitedPersonId <> 0)",
-        now=DEMO_NOW,
-    )
-    return {row[0] for row in rows}
+    """The oracle over the rows as they are now: what a first run must mark that is not marked
+    yet (the window ends when the tool's first run started, or now when it never ran)."""
+    return invites_to_mark(t.database_rows(), t.first_run_started())
 
 
 def cli_run(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    result, report = cli_invoke(t, tmp_path, *args)
+    return result.exit_code, report
+
+
+def cli_invoke(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[Result, dict[str, Any]]:
+    """Run a command unattended; the result (stdout/stderr) and the JSON report it wrote."""
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     result = CliRunner().invoke(
         cli,
@@ -58,7 +60,7 @@ def cli_run(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[st
         ],
     )
     assert "Traceback" not in result.output
-    return result.exit_code, json.loads(report.read_text()) if report.exists() else {}
+    return result, json.loads(report.read_text()) if report.exists() else {}
 
 
 def upgrade(t: TargetDatabase, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -73,7 +75,7 @@ def test_upgrade_marks_exactly_the_invite_rows_and_then_has_nothing_to_do(
     make_target: Any, tmp_path: Path
 ) -> None:
     t = make_target()
-    expected = invite_rows_to_mark(t)
+    rows_before = t.database_rows()
     before = {
         r[0]: r[1:]
         for r in t.query(
@@ -85,6 +87,7 @@ def test_upgrade_marks_exactly_the_invite_rows_and_then_has_nothing_to_do(
     assert code == 0 and dry["outcome"] == "changes_pending"
     code, real = upgrade(t, tmp_path)
     assert code == 0, real.get("outcome")
+    expected = invites_to_mark(rows_before, t.first_run_started())
     assert rows_by_step(real) == rows_by_step(dry)
     assert rows_by_step(real)["mark_invites"] == len(expected) > 0
 
@@ -244,7 +247,9 @@ def test_a_smallint_updated_count_is_capped_where_the_column_ends(
 
 
 def _meeting(master_id: int, registered: Any) -> list[dict[str, Any]]:
-    """A meeting with one internal and one external participant, as SuperOffice stores it."""
+    """An invite meeting as SuperOffice stores it: the organizer's row, a colleague's row and an
+    external person's row (nobody's diary) carrying the emailId the invitation was mailed to
+    (footprint (c): registered after invites-since)."""
     base = {
         "contact_id": 1,
         "person_id": 0,
@@ -266,12 +271,14 @@ def _meeting(master_id: int, registered: Any) -> list[dict[str, Any]]:
     }
     return [
         {**base, "appointment_id": master_id, "associate_id": 1},
+        {**base, "appointment_id": master_id + 1, "associate_id": 2, "status": 5, "type": 6},
         {
             **base,
-            "appointment_id": master_id + 1,
+            "appointment_id": master_id + 2,
             "associate_id": 0,
             "invitedPersonId": 7,
             "person_id": 7,
+            "emailId": 100_007,
             "status": 5,
             "type": 6,
         },
@@ -309,5 +316,90 @@ def test_converges_after_an_admin_switched_the_preference_off(
         f"SELECT appointment_id FROM {t.table('appointment')} "
         "WHERE appointment_id >= 9000000 AND cautionWarning = 1 ORDER BY 1"
     )
-    assert marked == [(9_000_010,), (9_000_011,)]  # registered while off; not those while on
+    # registered while off; not those while on; the external row is in nobody's diary
+    assert marked == [(9_000_010,), (9_000_011,)]
     assert upgrade(t, tmp_path)[1]["outcome"] == "nothing_to_do"
+
+
+# --- every demo scenario ------------------------------------------------------------------------
+
+SCENARIOS = ("new-customer", "existing-customer", "r10-shape")
+AFTER_R10_COLUMNS = ("SendEmail", "owned_externally", "mother_associate_id")
+AFTER_R10 = (*(f"appointment.{name}" for name in AFTER_R10_COLUMNS), "invitation table")
+
+
+def caution_and_count(t: TargetDatabase) -> dict[int, tuple[Any, ...]]:
+    rows = t.query(
+        f"SELECT appointment_id, cautionWarning, updatedCount FROM {t.table('appointment')}"
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def lacks_after_r10(t: TargetDatabase) -> list[str]:
+    """What came after 8.5 R10 and this database does not have, seen with the inspector."""
+    engine = t.engine()
+    try:
+        with engine.connect() as conn:
+            columns = {
+                c["name"].lower() for c in inspect(conn).get_columns("appointment", t.prefix)
+            }
+    finally:
+        engine.dispose()
+    missing = [f"appointment.{name}" for name in AFTER_R10_COLUMNS if name.lower() not in columns]
+    return missing + ([] if t.has_table("invitation") else ["invitation table"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_demo_scenario_marks_exactly_the_oracles_rows_and_undo_restores_them(
+    scenario: str, make_target: Any, tmp_path: Path
+) -> None:
+    t = make_target(scenario=scenario)
+    snapshot = t.snapshot("appointment", "userpreference")
+    rows_before, before = t.database_rows(), caution_and_count(t)
+
+    code, dry = upgrade(t, tmp_path, "--dry-run")
+    assert code == 0, dry.get("outcome")
+    result, real = cli_invoke(t, tmp_path, "upgrade", "--fix-overrides")
+    assert result.exit_code == 0, result.output
+    expected = invites_to_mark(rows_before, t.first_run_started())
+    after = caution_and_count(t)
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed == expected, (
+        f"extra {sorted(changed - expected)[:10]}, missing {sorted(expected - changed)[:10]}"
+    )
+    assert all(after[i][0] == 1 for i in expected)
+    assert rows_by_step(dry)["mark_invites"] == rows_by_step(real)["mark_invites"] == len(expected)
+    invites = real["findings"]["invites"]
+    assert invites["to_mark"] == len(expected)
+    evidence = " ".join(e["detail"] for e in invites["evidence"])
+
+    if scenario == "existing-customer":
+        assert expected == set()
+        on_since = diary_sync_on_since(rows_before.preferences)
+        since = invites_since(rows_before)
+        assert on_since is not None and since is not None and on_since < since
+        because = invites["nothing_to_mark_because"]
+        assert because is not None and "before invites arrived" in because
+        assert f"{on_since:%Y-%m-%d %H:%M}" in because and f"{since:%Y-%m-%d %H:%M}" in because
+        assert because in result.stderr  # the console summary says it too
+        assert real["advice"] == []  # the preference did not change
+    else:
+        assert len(expected) > 0
+        assert invites["nothing_to_mark_because"] is None
+        assert any("No Login" in line for line in real["advice"])
+    if scenario == "r10-shape":
+        assert lacks_after_r10(t) == list(AFTER_R10)
+        for name in AFTER_R10:
+            assert name in evidence, f"the report does not say {name} is absent"
+        counted = {fp["kind"]: fp["counted"] for fp in invites["footprints"]}
+        assert counted == {"invitation": False, "send-email": False, "email-id": True}
+    else:
+        assert lacks_after_r10(t) == []
+        assert not any(name in evidence for name in AFTER_R10)
+
+    undone = CliRunner().invoke(
+        cli,
+        ["undo", *t.connection_args(), "--unattended", "--log-file", str(tmp_path / "undo.log")],
+    )
+    assert undone.exit_code == 0, undone.output
+    assert t.snapshot("appointment", "userpreference") == snapshot

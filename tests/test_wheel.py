@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -60,9 +61,19 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def migration_files() -> list[str]:
+    """Every migration of the source tree, as the wheel must carry it."""
+    return sorted(
+        f"setup_tool/migrations/versions/{path.name}"
+        for path in (ROOT / "migrations" / "versions").glob("*.py")
+    )
+
+
 def test_wheel_lists_migrations_templates_and_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert len(migration_files()) >= 2
     for expected in (
+        *migration_files(),
         "setup_tool/migrations/env.py",
         "setup_tool/migrations/script.py.mako",
         "setup_tool/migrations/versions/0001_bookkeeping.py",
@@ -104,6 +115,7 @@ def test_installed_wheel_upgrades_a_demo_database(installed: Path, tmp_path: Pat
     module, migrations, templates = probe.stdout.split()
     for path in (module, migrations, templates):
         assert path.startswith(str(installed)), f"{path} is not from the installed wheel"
+    head = _migrations_head(Path(migrations))
 
     assert _run(installed, tmp_path, "demo", "crm.db", "--appointments", "400").returncode == 0
     result = _run(
@@ -121,4 +133,18 @@ def test_installed_wheel_upgrades_a_demo_database(installed: Path, tmp_path: Pat
     assert "<html" in (tmp_path / "report.html").read_text(encoding="utf-8").lower()
     with sqlite3.connect(tmp_path / "crm.db") as db:
         (revision,) = db.execute("SELECT version_num FROM setup_tool_alembic_version").fetchone()
-    assert revision == "0001"
+    assert revision == head  # every migration the wheel carries was applied
+
+
+def _migrations_head(folder: Path) -> str:
+    """The newest revision of the installed wheel's migrations: the one nothing revises."""
+    pattern = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?([\w]+)['\"]?", re.MULTILINE)
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (folder / "versions").glob("*.py"):
+        found = dict(pattern.findall(path.read_text()))
+        revisions.add(found["revision"])
+        if found.get("down_revision", "None") != "None":
+            revised.add(found["down_revision"])
+    (head,) = revisions - revised
+    return head

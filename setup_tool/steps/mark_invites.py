@@ -71,6 +71,7 @@ from setup_tool.invites import (
     rows_of,
     to_mark,
 )
+from setup_tool.lock_waits import bound_lock_waits, retrying_lock_waits
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.steps import (
     SqlValue,
@@ -290,6 +291,12 @@ def _with_reason(counts: InviteCounts) -> InviteCounts:
             "it was off (SuperOffice's own upgrade switches it on for existing synchronizer "
             "customers), so nothing is marked."
         )
+    elif counts.meetings == 0 and selection.invites_since is None and _email_id_waits(counts):
+        reason = (
+            "No appointment carries an invitation row or SendEmail = 1, and e-mailed invitations "
+            "(emailId) cannot count while invites-since is undetermined, so nothing is marked; "
+            "give --invites-since DATE (the day of the upgrade to 8.5 R10) to count them."
+        )
     elif counts.meetings == 0:
         reason = (
             "No appointment carries a footprint of SuperOffice's invite system (an invitation "
@@ -306,6 +313,13 @@ def _with_reason(counts: InviteCounts) -> InviteCounts:
             "by Outlook/Google or carries another warning, so nothing is left to mark."
         )
     return dataclasses.replace(counts, nothing_to_mark_because=reason)
+
+
+def _email_id_waits(counts: InviteCounts) -> bool:
+    """Footprint (c) was chosen, but waits for an invites-since that nothing gave."""
+    return any(
+        f.kind == EMAIL_ID and not f.counted and "undetermined" in f.note for f in counts.footprints
+    )
 
 
 def sample_ids(conn: Connection, tables: SuperOfficeTables, selection: Selection) -> list[int]:
@@ -677,38 +691,56 @@ def _analyze_candidates(ctx: StepContext) -> None:
 
 
 def _run_batch(ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: int) -> int:
-    """One batch, one transaction: previous values first, then the change, log and checkpoint."""
+    """One batch, one transaction: previous values first, then the change, log and checkpoint.
+
+    It waits at most the lock wait for rows another session holds, is tried again after a lock
+    timeout or as a deadlock victim (setup_tool.lock_waits), and commits only while the run
+    still holds its lock (ctx.lock_check).
+    """
     assert ctx.engine is not None
-    tables, books = ctx.tables, ctx.books
+    engine, tables, books = ctx.engine, ctx.tables, ctx.books
     bounds = (literal(lo), literal(hi), literal(batch_no))
-    with ctx.engine.begin() as conn:
-        recorded = conn.execute(
-            record_batch_statement(tables, books, step_row_id, *bounds, ctx.now)
-        ).rowcount
-        changed = conn.execute(
-            mark_batch_statement(
-                tables, books, step_row_id, *bounds, ctx.settings.acting_associate_id, ctx.now
-            )
-        ).rowcount
-        if changed != recorded:
-            raise SetupToolError(
-                f"Batch {batch_no} (appointment_id {lo + 1}..{hi}) changed {changed} rows but "
-                f"recorded {recorded}: another session changed them meanwhile. Rolled back.",
-                "Run the upgrade again; it resumes from the last complete batch.",
-            )
-        if ctx.findings.travel.enabled:
-            log_changes(
-                conn,
-                tables,
-                "appointment",
-                recorded_ids(books, step_row_id, literal(batch_no)),
-                changed,
-                kind=UPDATED,
-                associate_id=ctx.settings.acting_associate_id,
-                now=ctx.now,
-            )
-        conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
-    return changed
+
+    def attempt() -> int:
+        with engine.begin() as conn:
+            bound_lock_waits(conn, ctx.settings.lock_wait_seconds)
+            recorded = conn.execute(
+                record_batch_statement(tables, books, step_row_id, *bounds, ctx.now)
+            ).rowcount
+            changed = conn.execute(
+                mark_batch_statement(
+                    tables, books, step_row_id, *bounds, ctx.settings.acting_associate_id, ctx.now
+                )
+            ).rowcount
+            if changed != recorded:
+                raise SetupToolError(
+                    f"Batch {batch_no} (appointment_id {lo + 1}..{hi}) changed {changed} rows "
+                    f"but recorded {recorded}: another session changed them meanwhile. "
+                    "Rolled back.",
+                    "Run the upgrade again; it resumes from the last complete batch.",
+                )
+            if ctx.findings.travel.enabled:
+                log_changes(
+                    conn,
+                    tables,
+                    "appointment",
+                    recorded_ids(books, step_row_id, literal(batch_no)),
+                    changed,
+                    kind=UPDATED,
+                    associate_id=ctx.settings.acting_associate_id,
+                    now=ctx.now,
+                )
+            conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
+            ctx.lock_check()  # the last word before the commit: is the run lock still ours?
+        return int(changed)
+
+    return retrying_lock_waits(
+        attempt,
+        seconds=ctx.settings.lock_wait_seconds,
+        retries=ctx.settings.lock_wait_retries,
+        what=f"batch {batch_no} (appointment_id {lo + 1}..{hi})",
+        should_stop=ctx.should_stop,
+    )
 
 
 def _complete(ctx: StepContext, step_row_id: int) -> None:
