@@ -25,7 +25,13 @@ from setup_tool.cli_inputs import (
     timestamp,
 )
 from setup_tool.cli_options import (
+    ASSOCIATE_ID,
+    BATCH_SIZE,
     CONTEXT_SETTINGS,
+    LOCK_TIMEOUT,
+    RUN_ID,
+    Seconds,
+    SetupToolGroup,
     answer_options,
     config_option,
     connection_options,
@@ -33,14 +39,21 @@ from setup_tool.cli_options import (
     output_options,
 )
 from setup_tool.cli_outputs import (
+    check_outputs,
     emit_report,
     emit_script,
     print_summary,
     save_answers,
     store_report,
+    warn_password_on_command_line,
 )
 from setup_tool.console import Console
 from setup_tool.errors import ExitCode, SetupToolError, UsageError
+from setup_tool.lock_waits import (
+    DEFAULT_LOCK_WAIT_RETRIES,
+    DEFAULT_LOCK_WAIT_SECONDS,
+    MAX_LOCK_WAIT_SECONDS,
+)
 from setup_tool.logs import LOGGER
 
 if TYPE_CHECKING:
@@ -49,7 +62,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=SetupToolGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="setup-tool")
 def cli() -> None:
     """Make an on-premise SuperOffice database safe for SuperOffice invites when the InfoBridge
@@ -108,22 +121,31 @@ def cli() -> None:
 )
 @option(
     "--acting-associate",
-    type=click.IntRange(min=0),
+    type=ASSOCIATE_ID,
     default=0,
     help="Associate id written to updated_associate_id (0 = system).",
 )
 @option(
     "--batch-size",
-    type=click.IntRange(1, 100_000),
+    type=BATCH_SIZE,
     default=2000,
     help="Appointments per batch (one transaction each).",
 )
 @option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
+    type=LOCK_TIMEOUT,
     default=None,
     show_default="0 unattended, 30 in the wizard",
     help="Seconds to wait for another run's lock before exiting with code 5.",
+)
+@option(
+    "--lock-wait",
+    type=Seconds(0, MAX_LOCK_WAIT_SECONDS, min_open=True),
+    default=DEFAULT_LOCK_WAIT_SECONDS,
+    help="Seconds a batch waits for rows another session (a user) has locked. A batch that "
+    f"waited that long, or lost a deadlock, is tried again {DEFAULT_LOCK_WAIT_RETRIES} times "
+    "with pauses of 1/4, 1/2 and 1 times this; then the run stops with exit code 1 "
+    "(resumable).",
 )
 @output_options
 @click.pass_context
@@ -143,7 +165,7 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report import render_report
     from setup_tool.report_model import report_model
     from setup_tool.steps import UpgradeSettings
-    from setup_tool.upgrade import UpgradeResult, dry_run_outcome, run_upgrade
+    from setup_tool.upgrade import InterruptedUpgrade, UpgradeResult, dry_run_outcome, run_upgrade
 
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
     unattended, dry_run = o["unattended"], o["dry_run"]
@@ -158,6 +180,8 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
     stamp = timestamp()
     log_file = log_file_path(o, always=unattended or not dry_run, stamp=stamp)
+    default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
+    check_outputs(o, log_file, o["database_url"], default_report)  # before anything is written
     start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     LOGGER.info(
         "setup-tool %s upgrade%s%s",
@@ -166,6 +190,8 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         " --unattended" if unattended else "",
     )
     settings = settings_with_logging(ctx, o, unattended, log_file)
+    check_outputs(o, log_file, settings.database_url, default_report)  # the wizard may have asked
+    warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=dry_run)
     try:
         LOGGER.info("database %s (%s, table prefix %s)", db.display_url, db.dialect_name, db.schema)
@@ -186,7 +212,7 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             o["lock_timeout"] if o["lock_timeout"] is not None else (0.0 if unattended else 30.0)
         )
         upgrade_settings = UpgradeSettings(
-            o["acting_associate"], o["batch_size"], o["fix_overrides"]
+            o["acting_associate"], o["batch_size"], o["fix_overrides"], o["lock_wait"]
         )
         progress = console.progress("Marking invite appointments")
         with stop_after_batch(ctx, console) as ctrl_c:
@@ -203,6 +229,9 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
                     progress=progress,
                     should_stop=ctrl_c.should_stop,
                 )
+            except InterruptedUpgrade as stopped:  # recorded as interrupted; report it too
+                result = stopped.result
+                console.error(stopped.message)
             finally:
                 progress.close()
         if o["save_answers"]:
@@ -210,8 +239,9 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         if script:
             return emit_script(db, result, upgrade_settings, o["report"])
         model = report_model(result, db, log_file=str(log_file) if log_file else None)
-        default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
-        report_path = emit_report(console, model, o, render_report, default_report)
+        report_path = emit_report(
+            console, model, o, render_report, default_report, outcome_stands=not dry_run
+        )
         if result.run_id is not None:
             store_report(db, result.run_id, model)
         print_summary(result, report_path, log_file, dry_run)
@@ -245,8 +275,11 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report_model import detect_model
 
     log_file = log_file_path(o, False, timestamp())
+    check_outputs(o, log_file, o["database_url"])  # before anything is written
     start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     settings = settings_with_logging(ctx, o, True, log_file)
+    check_outputs(o, log_file, settings.database_url)
+    warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
@@ -280,8 +313,11 @@ def history(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report_model import history_model
 
     log_file = log_file_path(o, False, timestamp())
+    check_outputs(o, log_file, o["database_url"])  # before anything is written
     start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     settings = settings_with_logging(ctx, o, True, log_file)
+    check_outputs(o, log_file, settings.database_url)
+    warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=True)
     try:
         with db.engine.connect() as conn:
@@ -300,20 +336,20 @@ def history(ctx: click.Context, /, **o: Any) -> int:
 @option(
     "--run",
     "run_ids",
-    type=int,
+    type=RUN_ID,
     multiple=True,
     help="Undo only this run (repeatable); default: every run not yet undone.",
 )
 @option("--unattended", is_flag=True, help="Do not ask for confirmation; never read stdin.")
 @option(
     "--acting-associate",
-    type=click.IntRange(min=0),
+    type=ASSOCIATE_ID,
     default=0,
     help="Associate id written to the travel log (0 = system).",
 )
 @option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
+    type=LOCK_TIMEOUT,
     default=0.0,
     help="Seconds to wait for another run's lock.",
 )
@@ -327,16 +363,22 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
     Example:
       setup-tool undo --database-url sqlite:///crm.db --run 3
     """
+    from setup_tool.preconditions import require_undo_preconditions
     from setup_tool.undo import undo as undo_changes
 
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
     stamp = timestamp()
     log_file = log_file_path(o, True, stamp)
+    check_outputs(o, log_file, o["database_url"])  # before anything is written
     start_logging(ctx, log_file, password_given(ctx), o["verbose"])
     LOGGER.info("setup-tool %s undo", __version__)
     settings = settings_with_logging(ctx, o, o["unattended"], log_file)
+    check_outputs(o, log_file, settings.database_url)
+    warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=False)
     try:
+        # Rights, records this version knows, the travel log: before asking, before writing.
+        require_undo_preconditions(db, list(o["run_ids"]) or None)
         if not o["unattended"] and not click.confirm(
             f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
             default=False,
@@ -411,6 +453,21 @@ def _which_runs(run_ids: tuple[int, ...]) -> str:
     envvar="SETUP_TOOL_DEMO_NO_SYNCHRONIZER",
     help="A database without a synchronizer.",
 )
+@option(
+    "--scenario",
+    "demo_scenario",
+    type=click.Choice(["new-customer", "existing-customer", "r10-shape"]),
+    default="new-customer",
+    envvar="SETUP_TOOL_DEMO_SCENARIO",
+    help="What happened around the upgrade to 8.5 R10, 400 days ago. new-customer: users "
+    "have sent and received SuperOffice invites since then with Diary Synchronizer Active off, "
+    "and the synchronizer was installed two days ago, so the upgrade has invite appointments "
+    "to mark. existing-customer: the synchronizer has been in use for years, so SuperOffice's "
+    "own upgrade switched Diary Synchronizer Active on before any invite existed, and the "
+    "upgrade marks nothing. r10-shape: like new-customer, but with the tables of a genuine "
+    "8.5 R10 database (no SendEmail, owned_externally or mother_associate_id column, no "
+    "invitation table).",
+)
 @option("--travel/--no-travel", default=False, help="Travel/EnableTravel on or off.")
 @option("--seed", type=int, default=2019, help="Random seed (same seed, same database).")
 @option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -419,8 +476,9 @@ def demo(path: Path, **o: Any) -> int:
     """Build an embedded SuperOffice-shaped demo database (SQLite) to try the tool on.
 
     \b
-    Example:
+    Examples:
       setup-tool demo crm.db --appointments 100000 --travel
+      setup-tool demo crm.db --scenario existing-customer
     """
     from setup_tool.demo import DemoOptions, build_demo_database
 
@@ -431,18 +489,21 @@ def demo(path: Path, **o: Any) -> int:
         synchronizer_version=None if o["demo_no_synchronizer"] else o["demo_synchronizer_version"],
         travel=o["travel"],
         seed=o["seed"],
+        scenario=o["demo_scenario"],
     )
     progress = console.progress("Generating appointments")
     try:
         summary = build_demo_database(path, options, overwrite=o["overwrite"], progress=progress)
+    except OSError as error:  # a name the file system refuses (too long, not allowed there)
+        raise UsageError(
+            f"Cannot create the demo database {path}: {error.strerror or error}.",
+            "Choose another file name, in a folder you may write.",
+        ) from None
     finally:
         progress.close()
     console.say(f"Demo database written to {path}:")
-    console.say(
-        f"  {summary.appointments:,} appointments, {summary.meetings:,} meetings, "
-        f"{summary.invite_meetings:,} with external participants "
-        f"({summary.invite_rows:,} rows, {summary.invite_rows_to_mark:,} to mark)"
-    )
+    for line in summary.lines():
+        console.say(f"  {line}")
     console.say(f"Next: setup-tool upgrade --database-url sqlite:///{path}")
     return ExitCode.DONE
 

@@ -1,10 +1,21 @@
 """The commands' edge: errors become one clear paragraph and an exit code; Ctrl-C is
-handled so that a run stops between batches, never in the middle of one."""
+handled so that a run stops between batches, never in the middle of one.
+
+Every way of asking a process to stop means what Ctrl-C means: SIGINT, SIGTERM (kill, a service
+manager, a container stopping) and, on Windows, Ctrl-Break (SIGBREAK) and closing the console
+window, logging off or shutting down (a console control handler). Only SIGKILL cannot be
+answered, and the batches' transactions and the session-owned run lock are made for that.
+"""
 
 from __future__ import annotations
 
+import _thread
+import atexit
+import contextlib
 import functools
 import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -41,7 +52,7 @@ def exits(fn: F) -> F:
             console.error(str(error))
             code = error.exit_code
         except KeyboardInterrupt:
-            LOGGER.warning("interrupted (Ctrl-C)", extra=FILE_ONLY)
+            LOGGER.warning("interrupted (%s)", ctx.meta.get(CTRL_C_KEY, "Ctrl-C"), extra=FILE_ONLY)
             console.error(
                 "Interrupted. Nothing is half-done: run the same command again to resume."
             )
@@ -59,33 +70,77 @@ def exits(fn: F) -> F:
 
 LOG_FILE_KEY = "setup_tool.log_file"  # ctx.meta: the log file of this command, once it is open
 
-CTRL_C_KEY = "setup_tool.ctrl_c"  # ctx.meta: Ctrl-C was pressed (click turns it into Abort)
+CTRL_C_KEY = "setup_tool.ctrl_c"  # ctx.meta: how the stop was asked (click turns it into Abort)
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that ask this process to stop, on this platform."""
+    found = [signal.SIGINT, signal.SIGTERM]
+    if sys.platform == "win32":
+        found.append(signal.SIGBREAK)  # Ctrl-Break
+    else:
+        found.append(signal.SIGHUP)  # the terminal window closed
+    return found
+
+
+def signal_description(signum: int) -> str:
+    """How the user asked to stop, in their words."""
+    if signum == signal.SIGINT:
+        return "Ctrl-C"
+    if sys.platform == "win32" and signum == signal.SIGBREAK:
+        return "Ctrl-Break or the console closing"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@contextmanager
+def _handling(signals: list[signal.Signals], handler: Callable[[int, Any], None]) -> Iterator[bool]:
+    """`handler` for each of `signals` during the block; False (and nothing changed) outside the
+    main thread, where Python lets no one install handlers. A signal the process was started
+    to ignore (nohup, a background job) stays ignored."""
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for signum in signals:
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 @contextmanager
 def noting_ctrl_c(ctx: click.Context) -> Iterator[None]:
-    """Ctrl-C keeps its meaning (KeyboardInterrupt), and is noted: at a question click turns it
-    into Abort, just like a closed stdin, and the two deserve different answers."""
+    """Ctrl-C (and every other stop signal) keeps its meaning (KeyboardInterrupt), and is noted:
+    at a question click turns it into Abort, just like a closed stdin, and the two deserve
+    different answers."""
 
-    def handler(_signum: int, _frame: object) -> None:
-        ctx.meta[CTRL_C_KEY] = True
+    def handler(signum: int, _frame: object) -> None:
+        ctx.meta[CTRL_C_KEY] = signal_description(signum)
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _handling(stop_signals(), handler) as installed:
+        # Windows: closing the console raises Ctrl-Break's signal in the main thread, so it
+        # reaches whichever handler is current (stop_after_batch's during the writes).
+        uninstall = _handle_console_close() if installed else _nothing
+        try:
+            yield
+        finally:
+            uninstall()
 
 
 def aborted(ctx: click.Context, console: Console) -> ExitCode:
     """A question was not answered: Ctrl-C, or stdin closed. Questions all come before writes."""
-    if ctx.meta.get(CTRL_C_KEY):
-        LOGGER.warning("interrupted (Ctrl-C) at a question; nothing was changed", extra=FILE_ONLY)
+    if how := ctx.meta.get(CTRL_C_KEY):
+        LOGGER.warning("interrupted (%s) at a question; nothing was changed", how, extra=FILE_ONLY)
         console.error("Interrupted at a question: nothing was changed.")
         return ExitCode.INTERRUPTED
     LOGGER.error("no answer to a question (stdin closed); nothing was changed", extra=FILE_ONLY)
@@ -122,9 +177,10 @@ def unexpected(ctx: click.Context, console: Console, error: Exception) -> ExitCo
 
 
 class CtrlC:
-    """Ctrl-C during an upgrade. Before the writes start (planning, questions): stop at once,
-    nothing was changed. Once writing: the first finishes the batch in flight and then stops
-    (resumable); a second stops at once (the open batch is rolled back)."""
+    """Ctrl-C (or SIGTERM, Ctrl-Break, the console closing) during an upgrade. Before the writes
+    start (planning, questions): stop at once, nothing was changed. Once writing: the first
+    finishes the batch in flight and then stops (resumable: the run is recorded as interrupted
+    and the report written); a second stops at once (the open batch is rolled back)."""
 
     def __init__(self, ctx: click.Context, console: Console) -> None:
         self.ctx = ctx
@@ -132,12 +188,17 @@ class CtrlC:
         self.writing = False
         self.requested = False
 
-    def __call__(self, _signum: int, _frame: object) -> None:
+    def __call__(self, signum: int, _frame: object) -> None:
+        how = signal_description(signum)
         if self.requested or not self.writing:
-            self.ctx.meta[CTRL_C_KEY] = True
+            self.ctx.meta[CTRL_C_KEY] = how
             raise KeyboardInterrupt
         self.requested = True
-        self.console.warn("\nStopping after the current batch (Ctrl-C again to stop at once)...")
+        LOGGER.warning("%s: stopping after the current batch", how, extra=FILE_ONLY)
+        again = "Ctrl-C again" if signum == signal.SIGINT else f"{how} again, or Ctrl-C,"
+        # The terminal may be gone (SIGHUP): stopping matters, saying so does not.
+        with contextlib.suppress(OSError):
+            self.console.warn(f"\nStopping after the current batch ({again} to stop at once)...")
 
     def should_stop(self) -> bool:
         return self.requested
@@ -145,17 +206,69 @@ class CtrlC:
 
 @contextmanager
 def stop_after_batch(ctx: click.Context, console: Console) -> Iterator[CtrlC]:
+    """CtrlC answers every stop signal (and, on Windows, the console closing: see noting_ctrl_c)
+    during the block. Outside the main thread (tests) the signals keep their default meaning."""
     control = CtrlC(ctx, console)
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGINT, control)
-    except ValueError:  # not the main thread (tests): Ctrl-C keeps its default meaning
-        previous = None
-    try:
+    with _handling(stop_signals(), control):
         yield control
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+
+
+def _nothing() -> None:
+    pass
+
+
+# --- Windows: the console window closing, logoff, shutdown ----------------------------------------
+
+# Console control events that Python turns into no signal (Ctrl-C and Ctrl-Break it does).
+CONSOLE_CLOSE_EVENTS = {2: "the console window was closed", 5: "logoff", 6: "shutdown"}
+# Windows ends the process about 5 seconds after CTRL_CLOSE_EVENT returns or starts.
+CONSOLE_CLOSE_GRACE_SECONDS = 4.5
+_EXITING = threading.Event()  # set when the interpreter exits: the report is written by then
+atexit.register(_EXITING.set)
+
+
+def console_close_routine(
+    stop: Callable[[], None], exiting: threading.Event, grace_seconds: float
+) -> Callable[[int], int]:
+    """A HandlerRoutine for SetConsoleCtrlHandler. Windows calls it on a thread of its own and
+    ends the process when it returns (or after its grace period): so it asks the main thread to
+    stop as Ctrl-C would, then waits for the process to finish the batch and exit."""
+
+    def routine(event: int) -> int:
+        if event not in CONSOLE_CLOSE_EVENTS:
+            return 0  # not ours: the next handler (Python's, for Ctrl-C and Ctrl-Break) decides
+        stop()
+        exiting.wait(grace_seconds)
+        return 1
+
+    return routine
+
+
+def _stop_main_thread() -> None:
+    # As if Ctrl-Break had been pressed: the SIGBREAK handler (CtrlC) runs in the main thread.
+    if sys.platform == "win32":
+        _thread.interrupt_main(signal.SIGBREAK)
+    else:
+        _thread.interrupt_main(signal.SIGINT)
+
+
+def _handle_console_close() -> Callable[[], None]:
+    """Windows: the console closing (logoff, shutdown) stops as Ctrl-C does. Returns the undo."""
+    if sys.platform != "win32":
+        return _nothing
+    import ctypes
+    from ctypes import wintypes
+
+    routine = console_close_routine(_stop_main_thread, _EXITING, CONSOLE_CLOSE_GRACE_SECONDS)
+    callback = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)(routine)
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    if not kernel32.SetConsoleCtrlHandler(callback, True):
+        return _nothing  # no console (a service): the signals above are all there is
+
+    def uninstall() -> None:
+        kernel32.SetConsoleCtrlHandler(callback, False)  # `callback` lives until now
+
+    return uninstall
 
 
 class WritingAfterConfirm:

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from setup_tool.cli_edge import LOG_FILE_KEY
+from setup_tool.cli_options import EARLY_WARNINGS_KEY
 from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY
 from setup_tool.errors import UsageError
-from setup_tool.logs import configure_logging
+from setup_tool.logs import FILE_ONLY, LOGGER, configure_logging
 
 if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
@@ -85,6 +86,8 @@ def start_logging(
     configure_logging(log_file, secret, verbose)
     if log_file is not None:
         ctx.meta[LOG_FILE_KEY] = log_file
+    for warning in ctx.meta.pop(EARLY_WARNINGS_KEY, []):  # shown before the log was open
+        LOGGER.warning(warning, extra=FILE_ONLY)
 
 
 def settings_with_logging(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import math
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from setup_tool.config import envvar, load_answer_file
-from setup_tool.errors import UsageError
+from setup_tool.config import ENV_PREFIX, PASSWORD_ENV, AnswerKind, envvar, load_answer_file
+from setup_tool.errors import UsageError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,7 +32,9 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     if value is None:
         return None
     try:
-        answers = load_answer_file(value, answer_file_keys(ctx.command))
+        answers = load_answer_file(
+            value, answer_file_keys(ctx.command), answer_file_kinds(ctx.command)
+        )
     except UsageError as error:
         raise click.BadParameter(str(error)) from None
     ctx.meta["db_password"] = answers.pop("db_password", None)
@@ -49,6 +54,117 @@ def answer_file_keys(command: click.Command) -> dict[str, str]:
     for name in list(keys.values()):
         keys.setdefault(name.replace("_", "-"), name)
     return keys
+
+
+def answer_file_kinds(command: click.Command) -> dict[str, AnswerKind]:
+    """Parameter name -> the TOML type its answer-file key takes (checked before click sees it,
+    so 1.5 never becomes 1 and 12345 never reaches code that expects text)."""
+    kinds: dict[str, AnswerKind] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name and param.name != "config":
+            kinds[param.name] = _kind(param)
+    return kinds
+
+
+def _kind(param: click.Option) -> AnswerKind:
+    kind: AnswerKind
+    if param.is_flag or isinstance(param.type, click.types.BoolParamType):
+        kind = "boolean"
+    elif isinstance(param.type, click.types.IntParamType):
+        kind = "integer"
+    elif isinstance(param.type, click.types.FloatParamType):
+        kind = "number"
+    elif isinstance(param.type, click.DateTime):
+        kind = "date"
+    else:  # text, a choice or a path
+        kind = "text"
+    return f"list of {kind}" if param.multiple else kind  # type: ignore[return-value]
+
+
+# --- values with ranges: what the database columns and the clock can hold ---------------------
+
+INT32_MAX = 2**31 - 1  # Integer columns (associate and run ids) are 32-bit signed everywhere
+MAX_BATCH_SIZE = 100_000
+MAX_LOCK_TIMEOUT = 86_400.0  # a day: longer is a stuck run, not a wait
+MAX_LOGIN_TIMEOUT = 3_600
+
+
+class WholeNumber(click.IntRange):
+    """An integer in a range; a float (1.5 from an answer file) or a boolean is refused, never
+    truncated."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, bool | float):
+            self.fail(f"{value!r} is not a whole number.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds in a range: nan and inf are refused (nan compares false with
+    every bound, so a plain range lets it through, and a wait for nan seconds never ends)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return number
+
+
+ASSOCIATE_ID = WholeNumber(0, INT32_MAX)
+RUN_ID = WholeNumber(1, INT32_MAX)
+BATCH_SIZE = WholeNumber(1, MAX_BATCH_SIZE)
+LOCK_TIMEOUT = Seconds(0, MAX_LOCK_TIMEOUT)
+LOGIN_TIMEOUT = WholeNumber(1, MAX_LOGIN_TIMEOUT)
+
+
+# --- SETUP_TOOL_* variables: a typo must not pass silently -------------------------------------
+
+EARLY_WARNINGS_KEY = "setup_tool.early_warnings"  # ctx.meta: said before the log was open
+TEST_ENV_PREFIX = "SETUP_TOOL_TEST_"  # the test suite's own variables (README, Development)
+
+
+def known_variables(commands: Iterable[click.Command]) -> set[str]:
+    known = {PASSWORD_ENV}
+    for command in commands:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                envvars = param.envvar
+                known.update([envvars] if isinstance(envvars, str) else envvars)
+    return known
+
+
+def unknown_variable_warnings(
+    environ: Iterable[str], commands: Iterable[click.Command]
+) -> list[str]:
+    """One warning per SETUP_TOOL_* variable no command reads, with the closest known name."""
+    known = known_variables(commands)
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(TEST_ENV_PREFIX):
+            continue
+        # Compared without the common prefix, which would make every name look alike.
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), sorted(suffixes), n=1)
+        hint = f" Did you mean {suffixes[close[0]]}?" if close else ""
+        warnings.append(
+            f"The environment variable {one_line(name)} is not one setup-tool reads, so it is "
+            f"ignored.{hint}"
+        )
+    return warnings
+
+
+class SetupToolGroup(click.Group):
+    """The top-level command: before anything else, warn about SETUP_TOOL_* variables that no
+    command reads (SETUP_TOOL_DRYRUN=1 would otherwise let a real run go ahead unnoticed)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        warnings = unknown_variable_warnings(os.environ, self.commands.values())
+        for warning in warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        ctx.meta[EARLY_WARNINGS_KEY] = warnings
+        return super().parse_args(ctx, args)
 
 
 def config_option(f: F) -> F:
@@ -106,7 +222,7 @@ def connection_options(f: F) -> F:
             ),
             option(
                 "--login-timeout",
-                type=click.IntRange(min=1),
+                type=LOGIN_TIMEOUT,
                 default=15,
                 help="Seconds to wait for the database to answer a login.",
             ),

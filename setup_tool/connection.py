@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlparse
+from urllib.parse import parse_qs, quote, quote_plus, urlparse
 from urllib.request import url2pathname
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url
@@ -338,6 +338,12 @@ def _sqlite_uri_url(url: URL, *, read_only: bool, create_missing: bool) -> URL:
             "Check --database-url (sqlite:///relative/path.db, or sqlite:////absolute/path.db), "
             "or create a demo database with 'setup-tool demo'.",
         )
+    if path.is_dir():
+        raise ConnectError(
+            f"'{path}' is a folder, not a SQLite database file.",
+            "Check --database-url: it names the database file itself, for example "
+            f"sqlite:///{(path / 'crm.db').as_posix()}.",
+        )
     # rw (not rwc): even if the file vanishes after the check above, SQLite will not create it.
     mode = "ro" if read_only else ("rwc" if create_missing else "rw")
     query = {**url.query, "mode": mode, "uri": "true"}
@@ -345,14 +351,33 @@ def _sqlite_uri_url(url: URL, *, read_only: bool, create_missing: bool) -> URL:
 
 
 def sqlite_path(url: URL) -> Path | None:
-    """The file behind a SQLite URL (plain path or file: URI), or None for an in-memory database."""
-    database = url.database
-    if not database or database == ":memory:" or "mode=memory" in database:
+    """The file a SQLite URL opens, or None for an in-memory database.
+
+    The one place that knows how a SQLite URL maps to a file: the engine, the run lock, the
+    rights check and the messages all ask it. `url.database` is already percent-decoded by
+    make_url (sqlite:///x%20y/crm%20db.db is the file "x y/crm db.db"); a `file:` URI, as the
+    engines of create_engine_for() hold, is decoded once more, as SQLite itself decodes it
+    (file:///srv/x%20y/crm%20db.db is "/srv/x y/crm db.db"). A relative path stays relative: it
+    is taken from the working directory, as SQLite takes it.
+    """
+    database = url.database or ""
+    if database in ("", ":memory:") or _is_memory_mode(url.query.get("mode")):
         return None
-    if database.startswith("file:"):
-        parsed = urlparse(database)
-        return Path(url2pathname(parsed.path)) if parsed.path else None
-    return Path(database)
+    if not database.startswith("file:"):
+        return Path(database)
+    parsed = urlparse(database)  # file:name, file:/abs, file:///abs, file://host/share/...
+    if _is_memory_mode(parse_qs(parsed.query).get("mode")):
+        return None
+    path = parsed.path
+    if parsed.netloc and parsed.netloc.lower() != "localhost":
+        path = f"//{parsed.netloc}{path}"  # a UNC path: \\server\share\...
+    name = url2pathname(path) if path else ""
+    return None if name in ("", ":memory:") else Path(name)
+
+
+def _is_memory_mode(mode: str | Sequence[str] | None) -> bool:
+    values = [mode] if isinstance(mode, str) else list(mode or [])
+    return "memory" in values
 
 
 def _postgresql_connect_args(url: URL, read_only: bool, login_timeout: int) -> dict[str, Any]:
@@ -421,6 +446,7 @@ class _Failure(Enum):
     UNREACHABLE = "unreachable"
     NOT_A_DATABASE = "not a database"
     CANNOT_OPEN_FILE = "cannot open file"
+    FILE_BUSY = "file busy"
     OTHER = "other"
 
 
@@ -433,6 +459,7 @@ _SQLSTATES: list[tuple[_Failure, frozenset[str]]] = [
     (_Failure.UNREACHABLE, frozenset({"08001", "08S01", "HYT00", "HYT01"})),
     (_Failure.NOT_A_DATABASE, frozenset({"SQLITE_NOTADB"})),
     (_Failure.CANNOT_OPEN_FILE, frozenset({"SQLITE_CANTOPEN"})),
+    (_Failure.FILE_BUSY, frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})),
 ]
 _MESSAGES: list[tuple[_Failure, re.Pattern[str]]] = [
     (
@@ -457,6 +484,7 @@ _MESSAGES: list[tuple[_Failure, re.Pattern[str]]] = [
     ),
     (_Failure.NOT_A_DATABASE, re.compile(r"file is not a database", re.I)),
     (_Failure.CANNOT_OPEN_FILE, re.compile(r"unable to open database file", re.I)),
+    (_Failure.FILE_BUSY, re.compile(r"database (?:table )?is locked", re.I)),
 ]
 
 
@@ -595,7 +623,22 @@ def _explain_cannot_open_file(url: URL, detail: str) -> ConnectError:
     )
 
 
+def _explain_file_busy(url: URL, detail: str) -> ConnectError:
+    return ConnectError(
+        f"{_target(url)} is busy: another program holds a lock on the file and did not let go "
+        f"within the wait ({detail}).",
+        "Close the program that is writing to it (SuperOffice, a database browser, a backup or "
+        "copy in progress) or wait until it is done, then run again.",
+    )
+
+
 def _explain_other(url: URL, detail: str) -> ConnectError:
+    if url.get_backend_name() == "sqlite":  # a file: there is no server to be running
+        return ConnectError(
+            f"Cannot open {_target(url)}: {detail}",
+            "Check --database-url, that the file is a SQLite database, and that you may read "
+            "it (and write it, unless this is a dry run).",
+        )
     return ConnectError(
         f"Cannot connect to {_target(url)}: {detail}",
         "Check the connection settings (--server, --database, --user, or --database-url) and "
@@ -610,5 +653,6 @@ _EXPLAINERS = {
     _Failure.UNREACHABLE: _explain_unreachable,
     _Failure.NOT_A_DATABASE: _explain_not_a_database,
     _Failure.CANNOT_OPEN_FILE: _explain_cannot_open_file,
+    _Failure.FILE_BUSY: _explain_file_busy,
     _Failure.OTHER: _explain_other,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,10 @@ from setup_tool.connection import (
     display_url,
     effective_table_prefix,
     open_connection,
+    sqlite_path,
 )
-from setup_tool.errors import DryRunWriteAttempt
+from setup_tool.errors import BlockedError, DryRunWriteAttempt
+from setup_tool.locking import LOCK_FILE_SUFFIX
 from setup_tool.schema import SuperOfficeTables, reflect_tables
 
 
@@ -47,7 +50,11 @@ def open_database(settings: ConnectionSettings, *, read_only: bool) -> Database:
     """Connect, check it is SuperOffice, and find the tables as this database stores them."""
     url = build_url(settings)
     schema = effective_table_prefix(url, settings.table_prefix)
+    if not read_only:
+        require_writable_sqlite_file(url)
     engine = create_engine_for(url, read_only=read_only, login_timeout=settings.login_timeout)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _lenient_text)
     if read_only:
         guard_against_writes(engine)
     try:
@@ -57,6 +64,42 @@ def open_database(settings: ConnectionSettings, *, read_only: bool) -> Database:
         engine.dispose()
         raise
     return Database(engine, url, schema, tables, Bookkeeping.for_schema(schema), read_only)
+
+
+def _lenient_text(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite stores whatever bytes it is given; text that is not UTF-8 (a ProductVersion row
+    # written by some other tool) is read with U+FFFD where it breaks, as unreadable evidence,
+    # instead of failing the whole query.
+    dbapi_connection.text_factory = _decode_text
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def require_writable_sqlite_file(url: URL) -> None:
+    """Before a run that writes: the SQLite file, and the folder where SQLite puts its journal
+    and setup-tool its run lock file, must be writable for this user."""
+    path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+    if path is None or not path.is_file():
+        return  # in memory, or missing: opening it says what is wrong
+    folder = path.resolve().parent
+    hint = (
+        "Make it writable for the account running setup-tool, or copy the database to a "
+        "writable folder. A dry run (--dry-run) works with read access only."
+    )
+    if not os.access(folder, os.W_OK):
+        raise BlockedError(
+            f"The folder {folder} is read-only for this user, but a run that changes the "
+            f"database creates files beside {path.name}: SQLite's journal and setup-tool's run "
+            f"lock ({path.name}{LOCK_FILE_SUFFIX}). Nothing was changed.",
+            hint,
+        )
+    if not os.access(path, os.W_OK):
+        raise BlockedError(
+            f"The SQLite database file {path} is read-only for this user. Nothing was changed.",
+            hint,
+        )
 
 
 # Reads only: the dry run's promise is enforced here, not just intended.

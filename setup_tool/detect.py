@@ -357,11 +357,24 @@ def detect_history(conn: Connection, books: Bookkeeping) -> HistoryFinding:
             None, [], None, None, [Evidence("setup_tool_run", "no earlier run of setup-tool")]
         )
     past = runs(conn, books)
+    # A run an undo claimed protects nothing, even while that undo is unfinished (setup_tool.undo).
     active = [r for r in past if r["mode"] == "upgrade" and r["undone_by_run_id"] is None]
     on_times = [r["preference_on_at"] for r in active if r["preference_on_at"] is not None]
     evidence = [
         Evidence("setup_tool_run", f"{len(past)} earlier run(s), bookkeeping revision {revision}")
     ]
+    status = {r["run_id"]: r["status"] for r in past}
+    for r in past:
+        undoer = r["undone_by_run_id"]
+        if r["mode"] == "upgrade" and undoer is not None and status.get(undoer) != "completed":
+            evidence.append(
+                Evidence(
+                    "setup_tool_run",
+                    f"run {r['run_id']} is half undone (undo run {undoer} {status.get(undoer)}): "
+                    "it protects nothing any more, so what came back is marked again; "
+                    "'setup-tool undo' finishes the undo",
+                )
+            )
     unfinished = _unfinished_marking(conn, books, active)
     if unfinished:
         evidence.append(

@@ -32,15 +32,23 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
 }
 
 
+def one_line(text: str) -> str:
+    """`text` with control and formatting characters escaped (a line break typed into a path, a
+    terminal escape, a right-to-left override): every message stays one paragraph that says
+    what was given, and cannot repaint the terminal or disguise itself."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 class SetupToolError(Exception):
     """A failure the user can act on. `hint` says what to do next."""
 
     exit_code: ExitCode = ExitCode.FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = one_line(hint) if hint is not None else None
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message

@@ -8,8 +8,15 @@ when the process dies or its connection drops, the operating system or the serve
   sidecar stays after a run: deleting it would let a waiter lock a file that no longer has the
   name, next to a newcomer locking its replacement. Its presence means nothing; only the OS
   lock counts.
-- PostgreSQL: a session-level advisory lock on a dedicated connection.
+- PostgreSQL: a session-level advisory lock on a dedicated connection, whose
+  ``idle_session_timeout`` is switched off: the server must not end it for sitting idle.
 - SQL Server: ``sp_getapplock`` with ``@LockOwner = 'Session'`` on a dedicated connection.
+
+A session can still end under a run (an administrator's kill, a restart, a network cut): the
+lock goes with it, and another run could start alongside. So the lock is a handle whose
+``check()`` asks, cheaply, whether it is still held (``pg_locks``, ``APPLOCK_MODE``, the lock
+file's identity) and raises LockLostError when it is not; the upgrade calls it inside each
+batch's transaction, just before the commit, so a run that lost its lock commits nothing more.
 """
 
 from __future__ import annotations
@@ -20,13 +27,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import String, Unicode, case, func, literal, select, text
+from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from setup_tool.connection import sqlite_path
 from setup_tool.errors import LockBusyError, SetupToolError
 
 LOCK_RESOURCE = "setup-tool"
@@ -49,8 +59,40 @@ _APPLOCK_FAILURES = {
 }
 
 HolderDescriber = Callable[[], str | None]
+# None while the lock is held; otherwise why it is not.
+_Probe = Callable[[], str | None]
 
 log = logging.getLogger(__name__)
+
+
+class LockLostError(SetupToolError):
+    """The run lock is gone (its session ended): the run must not commit anything more."""
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """The run lock while it is held. `check()` raises LockLostError once it is not."""
+
+    where: str
+    _probe: _Probe
+
+    def check(self) -> None:
+        reason = self._probe()
+        if reason is None:
+            return
+        log.error("run lock on %s lost: %s", self.where, reason)
+        raise LockLostError(
+            f"The setup-tool run lock on {self.where} was lost ({reason}), so the run stopped "
+            "before committing its next batch: without the lock another run could work "
+            "alongside it. Nothing of the unfinished batch was written.",
+            "Every finished batch is kept: run the same command again to resume. If the "
+            "database server ends sessions (an administrator's kill, idle_session_timeout, a "
+            "restart), make sure it leaves this one alone for the length of the run.",
+        )
+
+
+def _still_held() -> str | None:
+    return None
 
 
 @contextmanager
@@ -59,18 +101,19 @@ def run_lock(
     *,
     timeout_seconds: float = 0.0,
     describe_holder: HolderDescriber | None = None,
-) -> Iterator[None]:
+) -> Iterator[HeldLock]:
     """Hold the run lock of `engine`'s database for the duration of the block.
 
     Waits up to `timeout_seconds` for another run to finish, then raises LockBusyError (its
     message includes `describe_holder()`). Any other failure to take the lock raises
     SetupToolError. The lock is released on exit, and by the OS or server if the process dies.
+    The block gets a HeldLock: call its check() before each commit that needs the lock.
     """
     if timeout_seconds < 0:
         raise ValueError(f"timeout_seconds must be >= 0, not {timeout_seconds}")
     lock = _lock_for(engine, timeout_seconds, describe_holder or _no_description)
-    with lock:
-        yield
+    with lock as held:
+        yield held
 
 
 def applock_sql(timeout_ms: int) -> str:
@@ -92,9 +135,55 @@ def release_applock_sql() -> str:
     return f"EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = 'Session';"
 
 
+def applock_held_sql() -> str:
+    """The T-SQL query, compiled for SQL Server, that returns 1 while this session holds the run
+    lock taken by applock_sql() (APPLOCK_MODE says 'NoLock' once it does not), else 0."""
+    mode = func.APPLOCK_MODE(
+        literal("public", String), literal(LOCK_RESOURCE, Unicode), literal("Session", String)
+    )
+    query = select(case((mode.op("<>")(literal("NoLock", String)), 1), else_=0).label("held"))
+    compiled = query.compile(
+        dialect=mssql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return str(compiled)
+
+
+def advisory_lock_held_sql() -> str:
+    """The PostgreSQL query that counts the run lock among this session's granted locks.
+
+    pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits),
+    with objsubid 1.
+    """
+    key = POSTGRES_LOCK_KEY & 0xFFFF_FFFF_FFFF_FFFF
+    return (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid()"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        f" AND classid::bigint = {key >> 32} AND objid::bigint = {key & 0xFFFF_FFFF}"
+        " AND objsubid = 1"
+    )
+
+
+# Servers before PostgreSQL 14 have no idle_session_timeout (and do not end idle sessions).
+POSTGRES_NO_IDLE_TIMEOUT_SQL = (
+    "SELECT set_config('idle_session_timeout', '0', false)"
+    " WHERE current_setting('server_version_num')::int >= 140000"
+)
+
+
 def lock_file_path(database: str | os.PathLike[str]) -> Path:
-    """The sidecar file whose OS lock guards a SQLite database file."""
-    return Path(os.path.abspath(database) + LOCK_FILE_SUFFIX)
+    """The sidecar file whose OS lock guards a SQLite database file.
+
+    Next to the file itself, through symbolic links: two names of one database share one lock.
+    """
+    return Path(os.path.realpath(database) + LOCK_FILE_SUFFIX)
+
+
+def sqlite_lock_file(engine: Engine) -> Path | None:
+    """The lock file of a SQLite engine's database; None for an in-memory database."""
+    database = sqlite_path(engine.url)  # the one place that maps a SQLite URL to its file
+    return None if database is None else lock_file_path(database)
 
 
 # --- dispatch ------------------------------------------------------------------------------------
@@ -102,13 +191,13 @@ def lock_file_path(database: str | os.PathLike[str]) -> Path:
 
 def _lock_for(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
-) -> AbstractContextManager[None]:
+) -> AbstractContextManager[HeldLock]:
     dialect = engine.dialect.name
     if dialect == "sqlite":
-        database = _sqlite_file(engine)
-        if database is None:
-            return nullcontext()  # an in-memory database lives and dies with this process
-        return _sqlite_lock(database, timeout_seconds, describe_holder)
+        path = sqlite_lock_file(engine)
+        if path is None:  # an in-memory database lives and dies with this process
+            return _nothing_to_lock()
+        return _sqlite_lock(path, timeout_seconds, describe_holder)
     if dialect == "postgresql":
         return _postgres_lock(engine, timeout_seconds, describe_holder)
     if dialect == "mssql":
@@ -119,17 +208,9 @@ def _lock_for(
     )
 
 
-def _sqlite_file(engine: Engine) -> str | None:
-    """The database file of a SQLite engine, or None for an in-memory database."""
-    url = engine.url
-    database = url.database or ""
-    if url.query.get("mode") == "memory" or database in ("", ":memory:"):
-        return None
-    if database.startswith("file:"):  # a URI filename (uri=true)
-        database = database.removeprefix("file:")
-        if database in ("", ":memory:"):
-            return None
-    return database
+@contextmanager
+def _nothing_to_lock() -> Iterator[HeldLock]:
+    yield HeldLock("an in-memory database", _still_held)
 
 
 # --- shared messages -----------------------------------------------------------------------------
@@ -163,11 +244,15 @@ def _server_target(engine: Engine) -> str:
     return f"database '{url.database or '(default)'}' on {url.host or '(default host)'}{port}"
 
 
-def _lock_failed(where: str, exc: BaseException) -> SetupToolError:
+def _first_line(exc: BaseException) -> str:
     reason = getattr(exc, "orig", None) or exc
-    detail = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+    detail = str(reason).strip()
+    return detail.splitlines()[0] if detail else type(reason).__name__
+
+
+def _lock_failed(where: str, exc: BaseException) -> SetupToolError:
     return SetupToolError(
-        f"Could not take the setup-tool run lock on {where}: {detail}",
+        f"Could not take the setup-tool run lock on {where}: {_first_line(exc)}",
         "Check that the database is reachable and that this login may connect to it.",
     )
 
@@ -190,17 +275,30 @@ def _wait_or_give_up(deadline: float) -> bool:
 
 @contextmanager
 def _sqlite_lock(
-    database: str, timeout_seconds: float, describe_holder: HolderDescriber
-) -> Iterator[None]:
-    path = lock_file_path(database)
+    path: Path, timeout_seconds: float, describe_holder: HolderDescriber
+) -> Iterator[HeldLock]:
     deadline = _deadline(timeout_seconds)
     while (fd := _try_lock_file(path)) is None:
         if not _wait_or_give_up(deadline):
             raise _busy_error(str(path), timeout_seconds, describe_holder)
     try:
-        yield
+        yield HeldLock(str(path), lambda: _lock_file_replaced(fd, path))
     finally:
         os.close(fd)  # closing the descriptor releases the OS lock
+
+
+def _lock_file_replaced(fd: int, path: Path) -> str | None:
+    """Our descriptor keeps its lock while the process lives; but if the lock file was deleted
+    or replaced, a newcomer locks another file under the same name and runs alongside."""
+    try:
+        ours, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return "the lock file was deleted or replaced while the run held it"
+    except OSError as exc:
+        return f"the lock file cannot be checked: {exc.strerror or exc}"
+    if (ours.st_dev, ours.st_ino) != (named.st_dev, named.st_ino):
+        return "the lock file was deleted or replaced while the run held it"
+    return None
 
 
 def _try_lock_file(path: Path) -> int | None:
@@ -270,20 +368,39 @@ def _release_quietly(conn: Connection, statement: str) -> None:
         log.warning("Could not release the run lock explicitly; its session has ended anyway.")
 
 
+def _held_on(conn: Connection, query: str) -> str | None:
+    """None while `query` on the lock's own session says the lock is held, else why not."""
+    try:
+        held = conn.exec_driver_sql(query).scalar()
+    except SQLAlchemyError as exc:
+        return f"its database session has ended: {_first_line(exc)}"
+    return None if held else "the database no longer lists it for this run's session"
+
+
 @contextmanager
 def _postgres_lock(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
-) -> Iterator[None]:
+) -> Iterator[HeldLock]:
     where = _server_target(engine)
     with _dedicated_session(engine) as conn:
+        _keep_alive_while_idle(conn, where)
         deadline = _deadline(timeout_seconds)
         while not _try_advisory_lock(conn, where):
             if not _wait_or_give_up(deadline):
                 raise _busy_error(where, timeout_seconds, describe_holder)
+        held_sql = advisory_lock_held_sql()
         try:
-            yield
+            yield HeldLock(where, lambda: _held_on(conn, held_sql))
         finally:
             _release_quietly(conn, f"SELECT pg_advisory_unlock({POSTGRES_LOCK_KEY})")
+
+
+def _keep_alive_while_idle(conn: Connection, where: str) -> None:
+    """The lock's session sits idle for the whole run: the server must not end it for that."""
+    try:
+        conn.exec_driver_sql(POSTGRES_NO_IDLE_TIMEOUT_SQL)
+    except SQLAlchemyError as exc:
+        raise _lock_failed(where, exc) from exc
 
 
 def _try_advisory_lock(conn: Connection, where: str) -> bool:
@@ -297,7 +414,7 @@ def _try_advisory_lock(conn: Connection, where: str) -> bool:
 @contextmanager
 def _mssql_lock(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
-) -> Iterator[None]:
+) -> Iterator[HeldLock]:
     where = _server_target(engine)
     with _dedicated_session(engine) as conn:
         # sp_getapplock waits server-side, so there is nothing to poll.
@@ -307,8 +424,9 @@ def _mssql_lock(
             raise _lock_failed(where, exc) from exc
         if not applock_acquired(code):
             raise _busy_error(where, timeout_seconds, describe_holder)
+        held_sql = applock_held_sql()
         try:
-            yield
+            yield HeldLock(where, lambda: _held_on(conn, held_sql))
         finally:
             _release_quietly(conn, release_applock_sql())
 

@@ -106,13 +106,22 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows would otherwise turn "\n" into
 def write_text_file(path: Path, text: str) -> None:
     """Write `text` (UTF-8) so that `path` holds either its old content or all of the new.
 
-    Any OSError becomes a SetupToolError naming the path, so the CLI never shows a traceback.
+    Only where output_files allows it: never over a symbolic link, a device, a folder or a
+    SQLite database (a UsageError). Any OSError becomes a SetupToolError naming the path, so
+    the CLI never shows a traceback.
     """
+    from setup_tool.output_files import refuse_unsafe_target
+
     # The temporary file sits next to the target so os.replace stays on one file system.
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         _write_and_sync(temporary, text.encode("utf-8"))
+        # os.replace replaces whatever `path` is now: look at it last, just before.
+        refuse_unsafe_target(path)
         os.replace(temporary, path)
+    except UsageError as error:
+        _remove_quietly(temporary)
+        raise UsageError(error.message, f"{error.hint} {_NOT_AFFECTED}") from None
     except OSError as error:
         _remove_quietly(temporary)
         raise _write_error(path, error) from error
@@ -158,8 +167,11 @@ def _write_error(path: Path, error: OSError) -> SetupToolError:
     why, hint = _WHY.get(error.errno or 0, (error.strerror or str(error), "Choose another path."))
     return SetupToolError(
         f"Cannot write the file '{path}': {why}. Nothing was written there.",
-        f"{hint} The database work itself is not affected by this.",
+        f"{hint} {_NOT_AFFECTED}",
     )
+
+
+_NOT_AFFECTED = "The database work itself is not affected by this."
 
 
 # --- templates ------------------------------------------------------------------------------

@@ -222,7 +222,8 @@ def validate_table_prefix(prefix: str | None) -> str | None:
     if prefix in (None, ""):
         return None
     assert prefix is not None
-    if not _IDENTIFIER.match(prefix):
+    # fullmatch: `$` in a pattern also matches before a trailing newline ("crm7\n").
+    if not _IDENTIFIER.fullmatch(prefix):
         raise UsageError(
             f"Invalid table prefix {prefix!r}: it must be an identifier "
             "(letters, digits and underscores, not starting with a digit).",

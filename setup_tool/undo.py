@@ -1,15 +1,30 @@
 """Undo: put back exactly what setup-tool changed, newest run first.
 
 Every changed row's previous values were recorded before the change. A row is restored only while
-it still holds what the tool wrote (same updatedCount); a row someone changed since is left alone
-and reported, so undo never overwrites another person's work. Undo is idempotent: a row that
-already holds its previous values counts as restored, so an interrupted undo simply runs again.
+it still holds what the tool wrote (same updatedCount and `updated` stamp); a row someone changed
+since is left alone and reported, so undo never overwrites another person's work. NULL is a value
+like any other here: a NULL the tool found comes back as NULL, and every "is it still as the tool
+left it / as it was before" test compares NULL with NULL as equal (`_same`), on every engine.
+
+Undo records its progress, so an interruption (Ctrl-C, a kill, a lost connection) never leaves
+rows half-restored behind the tool's back:
+
+- the undo is a run of its own (mode 'undo'), 'running' until it completes;
+- before the first row of an upgrade run comes back, that run is claimed for the undo
+  (`undone_by_run_id`, committed on its own). From then on it no longer protects anything:
+  `detect_history` leaves it out, so the next `upgrade` marks again whatever the undo had put
+  back, exactly as a first run would;
+- a run counts as undone only once the undo run that claimed it completed. Until then `undo`
+  takes it up again and finishes it. Restoring is idempotent (a row already back at its
+  previous values is skipped, and Travel is told only of rows this undo really changes), so
+  a resumed undo simply walks the run's previous values again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -27,6 +42,7 @@ from sqlalchemy import (
 
 from setup_tool.bookkeeping import (
     Bookkeeping,
+    close_dead_runs,
     finish_run,
     install_bookkeeping,
     installed_revision,
@@ -36,12 +52,14 @@ from setup_tool.bookkeeping import (
 from setup_tool.clock import utc_now
 from setup_tool.database import Database
 from setup_tool.detect import detect_travel
-from setup_tool.errors import ExitCode, InterruptedRun, UsageError
+from setup_tool.errors import ExitCode, InterruptedRun, SetupToolError, UsageError
+from setup_tool.invites import NOT_IN_SYNC
 from setup_tool.locking import run_lock
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.travel import DELETED, UPDATED, log_changes
 
 BATCH = 2000
+COMPLETED = "completed"  # the status of a run that finished (an undo run: every target undone)
 
 
 @dataclass
@@ -51,6 +69,8 @@ class UndoResult:
     removed: int = 0
     conflicts: list[str] = field(default_factory=list)
     undo_run_id: int | None = None
+    # Runs an earlier undo had started and not finished (interrupted, killed, failed): resumed.
+    resumed_runs: list[int] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -64,6 +84,26 @@ class _Undo:
     acting_associate_id: int
     result: UndoResult
     progress: Callable[[int, int], None] | None
+    should_stop: Callable[[], bool]
+    batch_size: int
+    # Called inside each transaction just before it commits: raises once the run lock is lost.
+    check_lock: Callable[[], None]
+    batches: int = 0
+
+    @property
+    def undo_run_id(self) -> int:
+        assert self.result.undo_run_id is not None
+        return self.result.undo_run_id
+
+    def stop_if_asked(self) -> None:
+        """Between batches (each one transaction): stop when asked, resumably."""
+        if self.should_stop():
+            raise InterruptedRun(
+                f"Undo stopped after batch {self.batches}; {self.result.restored:,} rows "
+                "restored so far.",
+                "Run the same command again to finish the undo. Until then the runs it started "
+                "on no longer protect anything: the next upgrade marks again what came back.",
+            )
 
 
 def undo(
@@ -73,22 +113,27 @@ def undo(
     acting_associate_id: int = 0,
     lock_timeout: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    batch_size: int = BATCH,
 ) -> UndoResult:
+    if batch_size < 1:
+        raise UsageError(f"Batch size {batch_size} is not a positive number of rows.")
     result = UndoResult()
     with run_lock(
         db.engine,
         timeout_seconds=lock_timeout,
         describe_holder=lambda: lock_holder(db.engine, db.books),
-    ):
+    ) as lock:
         with db.engine.connect() as conn:
             if installed_revision(conn, db.schema) is None:
                 return result
-            targets = _targets(conn, db.books, run_ids)
+            targets, unfinished = _targets(conn, db.books, run_ids)
             travel = detect_travel(conn, db.tables).enabled
         if not targets:
             return result
         with db.engine.begin() as conn:
             install_bookkeeping(conn, db.schema)
+            close_dead_runs(conn, db.books)  # we hold the lock: a 'running' run died
             result.undo_run_id = start_run(
                 conn,
                 db.books,
@@ -98,7 +143,10 @@ def undo(
                 superoffice_version=None,
                 synchronizer_version=None,
             )
-        job = _Undo(db, travel, acting_associate_id, result, progress)
+        result.resumed_runs = [i for i in targets if i in unfinished]
+        job = _Undo(
+            db, travel, acting_associate_id, result, progress, should_stop, batch_size, lock.check
+        )
         try:
             for run_id in targets:
                 _undo_run(job, run_id)
@@ -110,7 +158,7 @@ def undo(
                 conn,
                 db.books,
                 result.undo_run_id,
-                status="completed",
+                status=COMPLETED,
                 outcome="action_required" if result.conflicts else "done",
                 exit_code=int(result.exit_code),
                 finished_at=utc_now(),
@@ -119,8 +167,8 @@ def undo(
 
 
 def _record_failure(db: Database, undo_run_id: int, error: BaseException) -> None:
-    """The undo run stops being 'running': failed, or interrupted (Ctrl-C). Undo is idempotent,
-    so running it again finishes the job."""
+    """The undo run stops being 'running': failed, or interrupted (Ctrl-C). The runs it claimed
+    stay claimed and unfinished, so running undo again finishes the job."""
     interrupted = isinstance(error, (KeyboardInterrupt, InterruptedRun))
     outcome, code = (
         ("interrupted", ExitCode.INTERRUPTED) if interrupted else ("failed", ExitCode.FAILED)
@@ -140,12 +188,31 @@ def _record_failure(db: Database, undo_run_id: int, error: BaseException) -> Non
         pass
 
 
-def _targets(conn: Connection, books: Bookkeeping, run_ids: list[int] | None) -> list[int]:
+def _targets(
+    conn: Connection, books: Bookkeeping, run_ids: list[int] | None
+) -> tuple[list[int], set[int]]:
+    """Upgrade runs still to undo, newest first: never claimed by an undo, or claimed by one that
+    did not complete (the second set)."""
     run = books.run
-    query = select(run.c.run_id).where(run.c.mode == "upgrade", run.c.undone_by_run_id.is_(None))
-    active = [int(i) for i in conn.execute(query.order_by(run.c.run_id.desc())).scalars()]
+    undoer = run.alias("undoer")
+    claim_status = (
+        select(undoer.c.status).where(undoer.c.run_id == run.c.undone_by_run_id).scalar_subquery()
+    )
+    rows = conn.execute(
+        select(run.c.run_id, run.c.undone_by_run_id, claim_status.label("claim_status"))
+        .where(run.c.mode == "upgrade")
+        .order_by(run.c.run_id.desc())
+    ).all()
+    active = [
+        int(r.run_id) for r in rows if r.undone_by_run_id is None or r.claim_status != COMPLETED
+    ]
+    unfinished = {
+        int(r.run_id)
+        for r in rows
+        if r.undone_by_run_id is not None and r.claim_status != COMPLETED
+    }
     if run_ids is None:
-        return active
+        return active, unfinished
     unknown = sorted(set(run_ids) - set(active))
     if unknown:
         raise UsageError(
@@ -153,12 +220,20 @@ def _targets(conn: Connection, books: Bookkeeping, run_ids: list[int] | None) ->
             "it was undone already.",
             "See 'setup-tool history' for the runs this database has.",
         )
-    return [i for i in active if i in run_ids]
+    return [i for i in active if i in run_ids], unfinished
 
 
 def _undo_run(job: _Undo, run_id: int) -> None:
     books = job.db.books
-    with job.db.engine.connect() as conn:
+    with job.db.engine.begin() as conn:
+        # Claimed before anything comes back, in a transaction of its own: from now on the run
+        # protects nothing (an upgrade marks again what comes back), and until this undo run
+        # completes, undo takes it up again.
+        conn.execute(
+            update(books.run)
+            .where(books.run.c.run_id == run_id)
+            .values(undone_by_run_id=job.undo_run_id)
+        )
         steps = [
             int(i)
             for i in conn.execute(
@@ -167,24 +242,37 @@ def _undo_run(job: _Undo, run_id: int) -> None:
                 .order_by(books.step.c.step_row_id.desc())
             ).scalars()
         ]
+        job.check_lock()
     for step_row_id in steps:
         _undo_appointments(job, step_row_id)
         _undo_preferences(job, step_row_id)
+        job.stop_if_asked()
     with job.db.engine.begin() as conn:
         conn.execute(delete(books.candidate).where(books.candidate.c.step_row_id.in_(steps)))
-        conn.execute(
-            update(books.run)
-            .where(books.run.c.run_id == run_id)
-            .values(undone_by_run_id=job.result.undo_run_id)
-        )
+        job.check_lock()
     job.result.undone_runs.append(run_id)
 
 
+# --- NULL-safe comparison ---------------------------------------------------------------------
+
+
+def _same(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[bool]:
+    """a IS NOT DISTINCT FROM b, written so every engine understands it and it is never NULL
+    (so its negation is safe too): equal values, or both NULL."""
+    return or_(
+        and_(a.is_not(None), b.is_not(None), a == b),
+        and_(a.is_(None), b.is_(None)),
+    )
+
+
+def _holds(current: Any, expected: dict[str, Any]) -> bool:
+    """A row read back holds these values (None equals None, as in SQL's IS NOT DISTINCT)."""
+    return current is not None and all(
+        getattr(current, name) == value for name, value in expected.items()
+    )
+
+
 # --- appointments: set-based, in batches of recorded rows ----------------------------------------
-
-
-def _same(a: ColumnElement[object], b: ColumnElement[object]) -> ColumnElement[bool]:
-    return or_(a == b, and_(a.is_(None), b.is_(None)))
 
 
 def _undo_appointments(job: _Undo, step_row_id: int) -> None:
@@ -199,35 +287,64 @@ def _undo_appointments(job: _Undo, step_row_id: int) -> None:
     if not total:
         return
     done = 0
-    for start in range(int(low), int(high) + 1, BATCH):
-        in_batch = and_(mine, pv.c.previous_value_id.between(start, start + BATCH - 1))
+    for start in range(int(low), int(high) + 1, job.batch_size):
+        in_batch = and_(mine, pv.c.previous_value_id.between(start, start + job.batch_size - 1))
         with job.db.engine.begin() as conn:
             done += _restore_batch(job, conn, in_batch)
+        job.batches += 1
         if job.progress:
             job.progress(done, int(total))
+        job.stop_if_asked()
 
 
 def _restore_batch(job: _Undo, conn: Connection, in_batch: ColumnElement[bool]) -> int:
+    """One batch, one transaction: restore the rows that still hold what the tool wrote, tell
+    Travel of exactly those, and list the rows that hold neither that nor their old values."""
     tables, pv = job.db.tables, job.db.books.previous_value
     a = tables.appointment
     joined = a.c.appointment_id == pv.c.record_id
     ours = and_(
-        a.c.cautionWarning == 1,
-        a.c.updatedCount == pv.c.new_updated_count,
-        or_(pv.c.new_updated.is_(None), a.c.updated == pv.c.new_updated),
+        a.c.cautionWarning == NOT_IN_SYNC,
+        _same(a.c.updatedCount, pv.c.new_updated_count),
+        or_(pv.c.new_updated.is_(None), _same(a.c.updated, pv.c.new_updated)),
     )
-    restored = conn.execute(
-        update(a)
-        .where(joined, in_batch, ours)
-        .values(
-            cautionWarning=pv.c.caution_warning,
-            updated=pv.c.updated,
-            updated_associate_id=pv.c.updated_associate_id,
-            updatedCount=pv.c.updated_count,
+    to_restore = 0
+    if job.travel:  # logged first, while the rows still say they are the tool's
+        ids = select(pv.c.record_id).select_from(pv.join(a, joined)).where(in_batch, ours)
+        to_restore = conn.execute(select(func.count()).select_from(ids.subquery())).scalar_one()
+        log_changes(
+            conn,
+            tables,
+            "appointment",
+            ids,
+            int(to_restore),
+            kind=UPDATED,
+            associate_id=job.acting_associate_id,
+            now=utc_now(),
         )
-    ).rowcount
+    restored = int(
+        conn.execute(
+            update(a)
+            .where(joined, in_batch, ours)
+            .values(
+                cautionWarning=pv.c.caution_warning,
+                updated=pv.c.updated,
+                updated_associate_id=pv.c.updated_associate_id,
+                updatedCount=pv.c.updated_count,
+            )
+        ).rowcount
+    )
+    if job.travel and restored != to_restore:
+        raise SetupToolError(
+            f"Undo found {to_restore} rows to restore but restored {restored}: another session "
+            "changed them meanwhile. Rolled back.",
+            "Run undo again; it goes on from where it stopped.",
+        )
     as_before = and_(
-        _same(a.c.cautionWarning, pv.c.caution_warning), a.c.updatedCount == pv.c.updated_count
+        _same(a.c.cautionWarning, pv.c.caution_warning),
+        _same(a.c.updated, pv.c.updated),
+        _same(a.c.updated_associate_id, pv.c.updated_associate_id),
+        _same(a.c.updatedCount, pv.c.updated_count),
     )
     conflicts = (
         conn.execute(
@@ -239,22 +356,10 @@ def _restore_batch(job: _Undo, conn: Connection, in_batch: ColumnElement[bool]) 
         .scalars()
         .all()
     )
+    job.check_lock()
     job.result.conflicts += [f"appointment {i}" for i in conflicts]
-    if job.travel and restored:
-        ids = select(pv.c.record_id).select_from(pv.join(a, joined)).where(in_batch, as_before)
-        count = conn.execute(select(func.count()).select_from(ids.subquery())).scalar_one()
-        log_changes(
-            conn,
-            tables,
-            "appointment",
-            ids,
-            int(count),
-            kind=UPDATED,
-            associate_id=job.acting_associate_id,
-            now=utc_now(),
-        )
     job.result.restored += restored
-    return int(restored)
+    return restored
 
 
 # --- preference rows: few, one by one ---------------------------------------------------------
@@ -265,30 +370,29 @@ def _undo_preferences(job: _Undo, step_row_id: int) -> None:
     with job.db.engine.begin() as conn:
         recorded = (
             conn.execute(
-                select(pv).where(
-                    pv.c.step_row_id == step_row_id, pv.c.table_name == "UserPreference"
-                )
+                select(pv)
+                .where(pv.c.step_row_id == step_row_id, pv.c.table_name == "UserPreference")
+                .order_by(pv.c.previous_value_id)
             )
             .mappings()
             .all()
         )
         for row in recorded:
             _undo_preference(job, conn, dict(row))
+        job.check_lock()
 
 
-def _undo_preference(job: _Undo, conn: Connection, recorded: dict[str, object]) -> None:
+def _undo_preference(job: _Undo, conn: Connection, recorded: dict[str, Any]) -> None:
     tables = job.db.tables
     up = tables.userpreference
     record_id = recorded["record_id"]
     current = conn.execute(
-        select(up.c.prefvalue, up.c.updatedCount, up.c.updated).where(
+        select(up.c.prefvalue, up.c.updated, up.c.updated_associate_id, up.c.updatedCount).where(
             up.c.userpreference_id == record_id
         )
     ).first()
-    ours = (
-        current is not None
-        and current.updatedCount == recorded["new_updated_count"]
-        and recorded["new_updated"] in (None, current.updated)
+    ours = _holds(current, {"updatedCount": recorded["new_updated_count"]}) and (
+        recorded["new_updated"] is None or _holds(current, {"updated": recorded["new_updated"]})
     )
     if recorded["inserted"]:
         if current is None:
@@ -300,20 +404,17 @@ def _undo_preference(job: _Undo, conn: Connection, recorded: dict[str, object]) 
         conn.execute(delete(up).where(up.c.userpreference_id == record_id))
         job.result.removed += 1
         return
-    if current is None or not ours:
-        if current is None or current.updatedCount != recorded["updated_count"]:
+    previous = {
+        "prefvalue": recorded["prefvalue"],
+        "updated": recorded["updated"],
+        "updated_associate_id": recorded["updated_associate_id"],
+        "updatedCount": recorded["updated_count"],
+    }
+    if not ours:
+        if not _holds(current, previous):  # already back (an undo that ran before) is fine
             job.result.conflicts.append(f"UserPreference {record_id} (changed since)")
         return
-    conn.execute(
-        update(up)
-        .where(up.c.userpreference_id == record_id)
-        .values(
-            prefvalue=recorded["prefvalue"],
-            updated=recorded["updated"],
-            updated_associate_id=recorded["updated_associate_id"],
-            updatedCount=recorded["updated_count"],
-        )
-    )
+    conn.execute(update(up).where(up.c.userpreference_id == record_id).values(**previous))
     _log(job, conn, tables, record_id, UPDATED)
     job.result.restored += 1
 

@@ -22,6 +22,7 @@ from setup_tool.errors import EXIT_CODE_MEANINGS, ExitCode, InterruptedRun, Setu
 from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe
 from setup_tool.locking import run_lock
+from setup_tool.preconditions import preconditions, with_preconditions
 from setup_tool.privileges import Need, require_rights
 from setup_tool.steps import (
     ProgressCallback,
@@ -115,6 +116,9 @@ def plan_upgrade(
                 mark_invites.plan(ctx, conn),
                 synchronizer_check.plan(findings),
             ]
+            # What the real run needs, checked alike for the dry run: both block (exit 3).
+            planned = UpgradePlan(findings, steps, now, answers)
+            steps = with_preconditions(steps, preconditions(conn, db.tables, planned))
     return UpgradePlan(findings, steps, now, answers)
 
 
@@ -228,7 +232,7 @@ def run_upgrade(
         db.engine,
         timeout_seconds=lock_timeout,
         describe_holder=lambda: lock_holder(db.engine, db.books),
-    ):
+    ) as lock:
         plan = plan_with_answers(db, answers, settings, probe, interaction)
         if plan.blocked:
             return UpgradeResult(plan, "upgrade", "blocked", ExitCode.BLOCKED)
@@ -237,7 +241,7 @@ def run_upgrade(
             return UpgradeResult(plan, "upgrade", outcome, code)
         if not interaction.confirm(plan):
             raise SetupToolError("Cancelled at the confirmation: nothing was changed.")
-        return apply_plan(db, plan, settings, progress, should_stop)
+        return apply_plan(db, plan, settings, progress, should_stop, lock.check)
 
 
 def _needs_a_run(plan: UpgradePlan) -> bool:
@@ -255,6 +259,7 @@ def apply_plan(
     settings: UpgradeSettings,
     progress: ProgressCallback | None,
     should_stop: Callable[[], bool],
+    lock_check: Callable[[], None] = lambda: None,
 ) -> UpgradeResult:
     now = utc_now()
     findings = _window_until(plan.findings, plan.now, now)
@@ -278,11 +283,20 @@ def apply_plan(
             synchronizer_version=sync.label() if sync else None,
         )
     ctx = _context(db, findings, settings, now)
-    ctx.run_id, ctx.progress, ctx.should_stop = run_id, progress, should_stop
+    rows_seen = _RowsSeen(progress)
+    ctx.run_id, ctx.progress, ctx.should_stop = run_id, rows_seen, should_stop
+    ctx.lock_check = lock_check
     result = UpgradeResult(plan, "upgrade", "failed", ExitCode.FAILED, run_id)
     try:
         changed = _apply_steps(ctx, plan.steps)
-    except (InterruptedRun, KeyboardInterrupt):
+    except InterruptedRun as stopped:  # between batches: whole batches only
+        _finish(db, run_id, "interrupted", ExitCode.INTERRUPTED)
+        result.outcome, result.exit_code = "interrupted", ExitCode.INTERRUPTED
+        for step in plan.steps:
+            if step.id == mark_invites.STEP_ID and step.decision == "change":
+                step.rows = rows_seen.done
+        raise InterruptedUpgrade(stopped, result) from None
+    except KeyboardInterrupt:
         _finish(db, run_id, "interrupted", ExitCode.INTERRUPTED)
         raise
     except BaseException:
@@ -291,6 +305,28 @@ def apply_plan(
     result.outcome, result.exit_code = applied_outcome(plan, changed)
     _finish(db, run_id, result.outcome, result.exit_code)
     return result
+
+
+class InterruptedUpgrade(InterruptedRun):
+    """An upgrade that stopped between batches when asked to (Ctrl-C, SIGTERM): the run is
+    recorded as interrupted, and `result` tells what it did, so that the report is written."""
+
+    def __init__(self, stopped: InterruptedRun, result: UpgradeResult) -> None:
+        super().__init__(stopped.message, stopped.hint)
+        self.result = result
+
+
+class _RowsSeen:
+    """The progress callback, remembering how many rows are marked so far."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done = done
+        if self.progress is not None:
+            self.progress(done, total)
 
 
 def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:

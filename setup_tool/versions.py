@@ -32,6 +32,9 @@ SYNCHRONIZER_FORMS: tuple[str, ...] = ("3.2.284", "v3.2.314", "InfoBridge Synchr
 _INVITES_MINOR_VERSION = (8, 5)
 _INVITES_RELEASE = 10
 _MAX_QUOTED = 80
+# The releases each version shipped as, where they are known (SUPEROFFICE.md: 8.5 R01...R17);
+# a release outside them is a typo, not a newer SuperOffice.
+LAST_RELEASE: dict[tuple[int, int], int] = {(8, 5): 17}
 
 # [0-9] rather than \d: \d also matches other scripts' digits, which no SuperOffice writes.
 # The product words are optional and in a fixed order; "G8" is a product generation, not a version.
@@ -64,11 +67,12 @@ class VersionParseError(UsageError):
         what: str = "SuperOffice version",
         accepted: Sequence[str] = SUPEROFFICE_FORMS,
         reason: str | None = None,
+        hint: str | None = None,
     ) -> None:
         because = f" ({reason})" if reason else ""
         super().__init__(
             f"Cannot read the {what} {_quote(text)}{because}.",
-            f"Accepted forms: {', '.join(accepted)}.",
+            hint or f"Accepted forms: {', '.join(accepted)}.",
         )
         self.text = text
 
@@ -138,6 +142,14 @@ def parse_superoffice_version(
     release = int(match["release"]) if match["release"] else None
     if release == 0:
         raise VersionParseError(text, reason="releases start at R01")
+    last = LAST_RELEASE.get((major, minor))
+    if release is not None and last is not None and release > last:
+        raise VersionParseError(
+            text,
+            reason=f"SuperOffice {major}.{minor} shipped as releases R01 to R{last:02d}",
+            hint=f'Give the release that is installed (e.g. "{major}.{minor} R10"); for a '
+            "build number, list it with its release in a --known-builds file.",
+        )
     if build is not None and known_builds:
         release = known_builds.get(_build_key(major, minor, build))
     return SuperOfficeVersion(major, minor, release, build, text)
@@ -237,6 +249,11 @@ def _known_build_entry(source: str, origin: str, key: str, value: Any) -> tuple[
     if release is None:
         problem = f'the release of {key!r} must be a number like 10 or a string like "R10"'
         raise _known_builds_error(origin, where, f"{problem}, not {value!r}")
+    major, minor = (int(part) for part in canonical.split(".")[:2])
+    last = LAST_RELEASE.get((major, minor))
+    if last is not None and release > last:
+        problem = f"{major}.{minor} shipped as releases R01 to R{last:02d}, not R{release}"
+        raise _known_builds_error(origin, where, f"the release of {key!r}: {problem}")
     return canonical, release
 
 

@@ -12,12 +12,18 @@ from typing import Any
 
 import pytest
 from postgres_fixture import find_bindir
+from scenarios import oracle_marks
+from sqlalchemy import create_engine
+
+from setup_tool.clock import utc_now
+from setup_tool.demo import SCENARIOS, DemoOptions, build_demo_database
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside the installed one
 
-from benchmarks.baseline import Outcome  # noqa: E402
+from benchmarks.baseline import Outcome, count_by_hand, ids_statement, read_shape  # noqa: E402
+from benchmarks.databases import add_documented_indexes, sqlite_indexes  # noqa: E402
 from benchmarks.measure import run_process  # noqa: E402
 from benchmarks.run import _marking  # noqa: E402
 
@@ -92,3 +98,41 @@ def test_peak_rss_is_the_child_s_own_not_the_benchmark_s(tmp_path: Path) -> None
     assert small.exit_code == big.exit_code == 0
     assert small.peak_rss_mb < 100 < big.peak_rss_mb
     assert len(ballast["x"]) == 300 * 2**20
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_baseline_marks_what_the_spec_oracle_marks(tmp_path: Path, scenario: str) -> None:
+    """The hand-written SQL is SPEC step 4 on its own: it agrees with tests/invite_oracle.py,
+    not only with the tool, with and without the columns and tables that came after 8.5 R10."""
+    path = tmp_path / "demo.db"
+    build_demo_database(path, DemoOptions(appointments=4000, scenario=scenario))
+    add_documented_indexes(path)
+    now = utc_now()
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            shape = read_shape(conn, None, now)
+            ids = {row[0] for row in conn.execute(ids_statement(shape), shape.params())}
+            assert count_by_hand(conn, shape) == len(ids)
+    finally:
+        engine.dispose()
+    assert ids == oracle_marks(path, now)
+    assert bool(ids) == (scenario != "existing-customer")
+
+
+def test_the_documented_recurrence_index_is_added_once(tmp_path: Path) -> None:
+    path = tmp_path / "demo.db"
+    build_demo_database(path, DemoOptions(appointments=200))
+    add_documented_indexes(path)
+    assert add_documented_indexes(path) == []
+    leading = [i.columns[0].lower() for i in sqlite_indexes(path) if i.table == "appointment"]
+    assert leading.count("recurrenceruleid") == 1
+
+
+def test_a_run_longer_than_the_timeout_is_stopped_and_says_so(tmp_path: Path) -> None:
+    hung = run_process(
+        [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "o.log", timeout=1
+    )
+    assert hung.timed_out and hung.seconds < 30
+    done = run_process([sys.executable, "-c", "pass"], tmp_path / "o.log", timeout=30)
+    assert not done.timed_out and done.exit_code == 0

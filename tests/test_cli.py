@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine
+from superoffice_databases import TargetDatabase, invites_to_mark
 
 from setup_tool import __version__
 from setup_tool.cli import cli
@@ -38,6 +40,12 @@ SECRET = "S3cret-Pa55"
 WIZARD_CONFIRM = "Apply these changes to the database now?"
 SYNC_QUESTION = "Is the on-premise synchronizer in use"
 VERSION_QUESTION = "Which SuperOffice version is installed"
+SINCE_QUESTION = "When was this database upgraded to SuperOffice 8.5 R10"
+NO_EMAIL_ID = "invites-since is undetermined, so footprint (c) (emailId) is not used"
+EMPTY_DATE = "1900-01-01 00:00:00.000000"  # SuperOffice's "empty" date, as SQLite stores it
+R10_DAY = datetime(2025, 9, 27)  # the demos' upgrade to 8.5 R10: 400 days before DEMO_NOW
+# What SPEC says the summary and the report advise once the preference changes.
+ADVICE = ("next login", "No Login", "application pools")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -145,6 +153,34 @@ def override_values(db: Path) -> list[str]:
 
 def logs_in(folder: Path) -> list[Path]:
     return sorted(folder.glob("setup-tool-*.log"))
+
+
+def warnings_by_id(db: Path) -> dict[int, Any]:
+    return dict(query(db, "SELECT appointment_id, cautionWarning FROM appointment"))
+
+
+def newly_marked(before: dict[int, Any], db: Path) -> set[int]:
+    after = warnings_by_id(db)
+    assert set(after) == set(before)
+    return {i for i, warning in after.items() if warning != before[i]}
+
+
+def since_undetermined(make_demo: Callable[..., Path], scenario: str) -> Path:
+    """Nothing in the database says since when invites exist: the SuperOffice ProductVersion
+    rows and any invitation rows carry SuperOffice's empty date, while emailId rows exist."""
+    db = make_demo(scenario=scenario)
+    execute(
+        db, f"UPDATE ProductVersion SET registered = '{EMPTY_DATE}' WHERE ownerName = 'SuperOffice'"
+    )
+    if scenario != "r10-shape":
+        execute(db, f"UPDATE invitation SET registered = '{EMPTY_DATE}'")
+    assert query(db, "SELECT COUNT(*) FROM appointment WHERE emailId <> 0")[0][0] > 0
+    return db
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace as one space (reports wrap their lines)."""
+    return " ".join(text.split())
 
 
 # --- exit codes --------------------------------------------------------------------------------
@@ -703,6 +739,43 @@ def test_wizard_asks_for_an_undetermined_superoffice_version(
     assert marked(db) == marked_before + rows["mark_invites"] > marked_before
 
 
+@pytest.mark.parametrize("scenario", ["r10-shape", "new-customer"])
+@pytest.mark.parametrize("answer", ["2025-09-27", ""], ids=["a date", "left empty"])
+def test_wizard_asks_since_when_invites_exist_when_nothing_in_the_database_says(
+    answer: str, scenario: str, make_demo: Callable[..., Path]
+) -> None:
+    db = since_undetermined(make_demo, scenario)
+    target = TargetDatabase("sqlite", url(db), None, url(db))
+    rows, before = target.database_rows(), warnings_by_id(db)
+    plan = dry_run_report(db, "--unattended")
+    assert plan["findings"]["invites"]["invites_since"]["source"] == "undetermined"
+
+    result = invoke(
+        "upgrade",
+        "--database-url",
+        url(db),
+        "--fix-overrides",
+        "--report",
+        "run.json",
+        input=f"{answer}\ny\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count(SINCE_QUESTION) == 1
+    assert result.output.count(WIZARD_CONFIRM) == 1
+    assert "no SuperOffice row at 8.5 R10 or newer with a real registered date" in result.stderr
+    started = target.first_run_started()
+    with_date = invites_to_mark(rows, started, operator_since=R10_DAY)
+    without = invites_to_mark(rows, started)
+    assert with_date > without  # a date lets footprint (c) count: more invite rows
+    assert newly_marked(before, db) == (with_date if answer else without)
+    report = json.loads(Path("run.json").read_text())
+    invites = report["findings"]["invites"]
+    counted = {fp["kind"]: fp["counted"] for fp in invites["footprints"]}
+    assert counted["email-id"] is bool(answer)
+    assert invites["invites_since"]["source"] == ("operator" if answer else "undetermined")
+    assert (NO_EMAIL_ID in flat(result.stdout)) is not bool(answer)  # the plan's warnings
+
+
 def test_yes_applies_without_the_question_but_still_shows_the_plan(demo_db: Path) -> None:
     result = invoke("upgrade", "--database-url", url(demo_db), "--yes", "--fix-overrides")
     assert result.exit_code == 0, result.output
@@ -786,6 +859,57 @@ def test_unattended_blocks_on_an_undetermined_superoffice_version_and_says_how_t
     assert answered.exit_code == 0, answered.output
 
 
+def test_unattended_never_asks_since_when_and_goes_on_without_email_id(
+    make_demo: Callable[..., Path], workdir: Path
+) -> None:
+    db = since_undetermined(make_demo, "new-customer")
+    target = TargetDatabase("sqlite", url(db), None, url(db))
+    rows, before = target.database_rows(), warnings_by_id(db)
+    result = invoke(
+        "upgrade",
+        "--database-url",
+        url(db),
+        "--unattended",
+        "--fix-overrides",
+        "--report",
+        "run.json",
+        "--log-file",
+        "run.log",
+        input="2025-09-27\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert SINCE_QUESTION not in result.output
+    expected = invites_to_mark(rows, target.first_run_started())  # without footprint (c)
+    assert newly_marked(before, db) == expected
+    assert expected < invites_to_mark(rows, target.first_run_started(), operator_since=R10_DAY)
+    report = json.loads((workdir / "run.json").read_text())
+    assert any(NO_EMAIL_ID in warning for warning in report["warnings"])
+    invites = report["findings"]["invites"]
+    assert invites["invites_since"] == {"at": None, "source": "undetermined"}
+    assert {fp["kind"]: fp["counted"] for fp in invites["footprints"]}["email-id"] is False
+
+
+def test_unattended_prints_and_logs_that_it_goes_on_without_email_id(
+    make_demo: Callable[..., Path], workdir: Path
+) -> None:
+    db = since_undetermined(make_demo, "r10-shape")
+    result = invoke(
+        "upgrade",
+        "--database-url",
+        url(db),
+        "--unattended",
+        "--fix-overrides",
+        "--log-file",
+        "run.log",
+    )
+    assert result.exit_code == 0, result.output
+    assert NO_EMAIL_ID in flat(result.stderr)
+    assert NO_EMAIL_ID in flat((workdir / "run.log").read_text())
+    # Nothing else marks an r10-shape meeting: the summary says why, and what would change it.
+    assert "cannot count while invites-since is undetermined" in flat(result.stderr)
+    assert "give --invites-since DATE" in flat(result.stderr)
+
+
 def _wait_without_input(args: list[str], cwd: Path) -> tuple[int, str]:
     """Run with stdin a pipe that stays open and silent: a read would wait for ever."""
     with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
@@ -822,6 +946,12 @@ def test_unattended_never_waits_for_stdin(make_demo: Callable[..., Path], workdi
     code, text = _wait_without_input(["undo", "--database-url", url(db), "--unattended"], workdir)
     assert code == 0, text
     assert "Undid run(s) 1" in text
+    undetermined = since_undetermined(make_demo, "r10-shape")
+    code, text = _wait_without_input(
+        ["upgrade", "--database-url", url(undetermined), "--unattended", "--fix-overrides"], workdir
+    )
+    assert code == 0, text
+    assert SINCE_QUESTION not in text
 
 
 def test_unattended_always_writes_a_log_file(demo_db: Path, workdir: Path) -> None:
@@ -840,6 +970,58 @@ def test_unattended_always_writes_a_log_file(demo_db: Path, workdir: Path) -> No
     text = chosen.read_text()
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO", text, re.M)
     assert "outcome action_required, exit code 4" in text
+
+
+# --- after the change ----------------------------------------------------------------------------
+
+
+def test_the_summary_and_the_dry_run_report_say_what_to_do_after_the_change(
+    make_demo: Callable[..., Path], workdir: Path
+) -> None:
+    db = make_demo()
+    detailed = invoke(
+        "upgrade", "--database-url", url(db), "--dry-run", "--unattended", "--detailed-exitcode"
+    )
+    assert detailed.exit_code == 10, detailed.output
+    plan = dry_run_report(db, "--unattended")
+    assert len(plan["advice"]) >= 2
+    for phrase in ADVICE:
+        assert any(phrase in line for line in plan["advice"]), phrase
+    for fmt in ("text", "md", "html"):
+        report = invoke("upgrade", "--database-url", url(db), "--dry-run", "--format", fmt)
+        assert report.exit_code == 0, report.output
+        assert "After the change" in report.stdout, fmt
+        for phrase in ADVICE:
+            assert phrase in flat(report.stdout), (fmt, phrase)
+
+    done = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides")
+    assert done.exit_code == 0, done.output
+    for line in plan["advice"]:
+        assert f"  * {line}" in done.stderr
+    for phrase in ADVICE:
+        assert phrase in flat(done.stderr), phrase
+
+    again = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides")
+    assert again.exit_code == 0, again.output
+    assert not any(phrase in again.stderr for phrase in ADVICE)  # the preference did not change
+    assert dry_run_report(db, "--unattended")["advice"] == []
+
+
+def test_no_advice_when_the_preference_was_on_already(make_demo: Callable[..., Path]) -> None:
+    db = make_demo(scenario="existing-customer")
+    assert dry_run_report(db, "--unattended")["advice"] == []
+    done = invoke("upgrade", "--database-url", url(db), "--unattended", "--fix-overrides")
+    assert done.exit_code == 0, done.output
+    assert not any(phrase in done.stderr for phrase in ADVICE)
+    assert "before invites arrived" in done.stderr  # why nothing was marked
+
+
+def test_the_wizard_summary_says_what_to_do_after_the_change(demo_db: Path) -> None:
+    result = invoke("upgrade", "--database-url", url(demo_db), "--fix-overrides", input="y\n")
+    assert result.exit_code == 0, result.output
+    summary = flat(result.stderr.split(WIZARD_CONFIRM, 1)[1])
+    for phrase in ADVICE:
+        assert phrase in summary, phrase
 
 
 def test_options_from_environment_variables(demo_db: Path) -> None:

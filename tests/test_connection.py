@@ -497,7 +497,8 @@ def test_junk_file_is_not_a_sqlite_database(tmp_path: Path) -> None:
 def test_folder_instead_of_sqlite_file(tmp_path: Path) -> None:
     with pytest.raises(ConnectError) as caught:
         open_connection(create_engine_for(sqlite_url(tmp_path)))
-    assert "Cannot open SQLite database" in caught.value.message
+    assert "is a folder, not a SQLite database file" in caught.value.message
+    assert "server" not in caught.value.message  # not a database server that is running
 
 
 def test_login_timeout_must_be_positive(crm_file: Path) -> None:

@@ -27,9 +27,18 @@ from scenarios import (
     upgrade,
 )
 from sqlalchemy.exc import DBAPIError
+from superoffice_databases import TargetDatabase, invites_to_mark
+from test_detect import allow_nulls
 
+from setup_tool.connection import ConnectionSettings
+from setup_tool.database import open_database
+from setup_tool.detect import OperatorAnswers
 from setup_tool.errors import ExitCode, InterruptedRun, UsageError
+from setup_tool.host_probe import NoHostProbe
+from setup_tool.interaction import UnattendedInteraction
+from setup_tool.steps import UpgradeSettings
 from setup_tool.undo import UndoResult, undo
+from setup_tool.upgrade import run_upgrade
 
 ACTING = 7
 UNDOER = 5
@@ -315,7 +324,9 @@ def test_a_failed_undo_is_recorded_and_running_it_again_finishes(
 
     undo_run = run_rows(path)[1]
     assert (undo_run["mode"], undo_run["status"], undo_run["exit_code"]) == ("undo", "failed", 1)
-    assert run_rows(path)[0]["undone_by_run_id"] is None  # not undone yet: it can be retried
+    # Claimed by the undo that failed: no longer protecting anything, and not undone yet (the
+    # undo run did not complete), so undo takes it up again.
+    assert run_rows(path)[0]["undone_by_run_id"] == 2
     assert dump(path, "appointment") == original[0]
     assert [r["userpreference_id"] for r in prefs(path)] == sorted(
         [r["userpreference_id"] for r in original[1]] + [inserted]
@@ -325,7 +336,14 @@ def test_a_failed_undo_is_recorded_and_running_it_again_finishes(
     again = run_undo(path)
 
     assert again.undone_runs == [1] and again.conflicts == [] and again.removed == 1
+    assert again.resumed_runs == [1] and again.restored == 0  # the rows were back already
     assert (dump(path, "appointment"), prefs(path)) == original
+    assert [(r["undone_by_run_id"], r["status"]) for r in run_rows(path)] == [
+        (3, "completed"),
+        (None, "failed"),
+        (None, "completed"),
+    ]
+    assert run_undo(path).undone_runs == []  # now it is done
 
 
 def test_undo_of_an_interrupted_run_then_a_fresh_upgrade(
@@ -349,3 +367,147 @@ def test_undo_of_an_interrupted_run_then_a_fresh_upgrade(
     assert normalised(dump(path, "appointment"), [run_time(path, 3)]) == normalised(
         dump(reference, "appointment"), [run_time(reference, 1)]
     )
+
+
+# --- NULL round-trips (SQLite and PostgreSQL) --------------------------------------------------
+
+# The columns undo restores and compares; real schemas have them nullable, and rows with NULLs.
+RESTORED = ("cautionWarning", "updated", "updated_associate_id", "updatedCount")
+
+
+@pytest.fixture
+def nullable(make_target: Any, request: pytest.FixtureRequest) -> TargetDatabase:
+    """A demo whose appointment and UserPreference columns that undo restores allow NULL."""
+    if request.node.callspec.params["make_target"] == "mssql":
+        pytest.skip("NULL round-trips are tested on SQLite and PostgreSQL")
+    t: TargetDatabase = make_target(travel=True, appointments=3000, invite_share=0.1)
+    for table, columns in (("appointment", RESTORED), ("UserPreference", RESTORED[1:])):
+        if t.kind == "sqlite":
+            allow_nulls(Path(t.url.removeprefix("sqlite:///")), table)
+        else:
+            for column in columns:
+                t.execute(f"ALTER TABLE {t.table(table)} ALTER COLUMN {column} DROP NOT NULL")
+    return t
+
+
+def target_upgrade(t: TargetDatabase) -> None:
+    db = open_database(
+        ConnectionSettings(database_url=t.url, table_prefix=t.prefix), read_only=False
+    )
+    try:
+        run_upgrade(
+            db,
+            OperatorAnswers(),
+            UpgradeSettings(batch_size=7, fix_overrides=True),
+            NoHostProbe(),
+            UnattendedInteraction(),
+        )
+    finally:
+        db.dispose()
+
+
+def target_undo(t: TargetDatabase) -> UndoResult:
+    db = open_database(
+        ConnectionSettings(database_url=t.url, table_prefix=t.prefix), read_only=False
+    )
+    try:
+        return undo(db, acting_associate_id=UNDOER, batch_size=7)
+    finally:
+        db.dispose()
+
+
+def set_null(t: TargetDatabase, table: str, key: str, ids: list[int], *columns: str) -> None:
+    listed = ", ".join(map(str, ids))
+    nulls = ", ".join(f"{c} = NULL" for c in columns)
+    t.execute(f"UPDATE {t.table(table)} SET {nulls} WHERE {key} IN ({listed})")
+
+
+def marked_rows(t: TargetDatabase) -> set[int]:
+    rows = t.query(f"SELECT appointment_id FROM {t.table('appointment')} WHERE cautionWarning = 1")
+    return {int(r[0]) for r in rows}
+
+
+def diary_sync_rows(t: TargetDatabase) -> list[int]:
+    rows = t.query(
+        f"SELECT userpreference_id FROM {t.table('UserPreference')} "
+        "WHERE prefsection = 'Mail' AND prefkey = 'DiarySynchronizerActive' ORDER BY 1"
+    )
+    return [int(r[0]) for r in rows]
+
+
+def test_null_previous_values_come_back_as_null(nullable: TargetDatabase) -> None:
+    t = nullable
+    ids = sorted(invites_to_mark(t.database_rows()))
+    assert len(ids) >= 40
+    for offset, column in enumerate(RESTORED):  # each column NULL on its own ...
+        set_null(t, "appointment", "appointment_id", ids[offset::5], column)
+    set_null(t, "appointment", "appointment_id", ids[4::5], *RESTORED)  # ... and all at once
+    prefs_with_nulls = diary_sync_rows(t)
+    assert prefs_with_nulls  # the overrides the upgrade switches on (--fix-overrides)
+    set_null(t, "UserPreference", "userpreference_id", prefs_with_nulls, *RESTORED[1:])
+    original = t.snapshot("appointment", "UserPreference")
+
+    target_upgrade(t)
+
+    assert marked_rows(t) >= set(ids)  # the rows with NULLs were marked like any other
+    [(null_counts,)] = t.query(
+        f"SELECT COUNT(*) FROM {t.table('setup_tool_previous_value')} "
+        "WHERE table_name = 'appointment' AND updated_count IS NULL"
+    )
+    assert null_counts == len(ids[3::5]) + len(ids[4::5])
+
+    result = target_undo(t)
+
+    assert result.conflicts == [] and result.exit_code == ExitCode.DONE
+    assert t.snapshot("appointment", "UserPreference") == original  # NULL came back as NULL
+    assert not marked_rows(t) & set(ids)
+
+
+def test_rows_with_nulls_changed_since_are_left_alone_and_listed(nullable: TargetDatabase) -> None:
+    t = nullable
+    ids = sorted(invites_to_mark(t.database_rows()))
+    recounted, rewarned, retouched = ids[0], ids[1], ids[2]
+    set_null(t, "appointment", "appointment_id", [recounted], "updatedCount")
+    set_null(t, "appointment", "appointment_id", [rewarned], "cautionWarning", "updatedCount")
+    set_null(t, "appointment", "appointment_id", [retouched], "updated", "updated_associate_id")
+    override = diary_sync_rows(t)[-1]
+    set_null(t, "UserPreference", "userpreference_id", [override], "updated", "updatedCount")
+    original = t.snapshot("appointment", "UserPreference")
+    target_upgrade(t)
+    someone = "'2030-01-02 03:04:05'"
+    table = t.table("appointment")
+    t.execute(  # SuperOffice saved it: the counter starts from NULL, the stamp moves on
+        f"UPDATE {table} SET updatedCount = 1, updated = {someone} "
+        f"WHERE appointment_id = {recounted}"
+    )
+    t.execute(  # a user gave it another warning; the counter stayed NULL
+        f"UPDATE {table} SET cautionWarning = 3, updated = {someone} "
+        f"WHERE appointment_id = {rewarned}"
+    )
+    t.execute(
+        f"UPDATE {table} SET updated_associate_id = 3, updated = {someone} "
+        f"WHERE appointment_id = {retouched}"
+    )
+    t.execute(
+        f"UPDATE {t.table('UserPreference')} SET prefvalue = '0', updatedCount = 1 "
+        f"WHERE userpreference_id = {override}"
+    )
+    edited = t.snapshot("appointment", "UserPreference")
+
+    result = target_undo(t)
+
+    assert sorted(result.conflicts) == sorted(
+        [f"appointment {i}" for i in (recounted, rewarned, retouched)]
+        + [f"UserPreference {override} (changed since)"]
+    )
+    assert result.exit_code == ExitCode.ACTION_REQUIRED
+    now = t.snapshot("appointment", "UserPreference")
+    for table_name, key in (
+        ("appointment", {recounted, rewarned, retouched}),
+        ("UserPreference", {override}),
+    ):
+        left = {r[0]: r for r in now[table_name] if r[0] in key}
+        assert left == {r[0]: r for r in edited[table_name] if r[0] in key}  # left alone
+        assert [r for r in now[table_name] if r[0] not in key] == [
+            r for r in original[table_name] if r[0] not in key
+        ]

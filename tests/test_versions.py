@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from setup_tool.errors import ExitCode, UsageError
 from setup_tool.versions import (
+    LAST_RELEASE,
     MINIMUM_SYNCHRONIZER,
     SuperOfficeVersion,
     SynchronizerVersion,
@@ -88,6 +89,9 @@ def test_product_generation_is_not_the_version() -> None:
         "8.5.R10",  # packaging.version would silently read this as 8.5.post10
         "8.5 R00",
         "8.5 R100",
+        "8.5 R18",  # 8.5 shipped as R01...R17
+        "8.5 R99",
+        "SuperOffice G8 8.5 R20",
         "8.5.1.2.3",
         "8.5.7346.1605.1.2",
         "1.2.3.4.5.6.7.8.9",
@@ -123,6 +127,28 @@ def test_parse_error_quotes_the_string_and_shows_accepted_forms() -> None:
     assert "'8.5 R1O'" in error.message
     assert error.hint is not None
     assert "8.5 R10" in error.hint and "8.5.7346.1605" in error.hint
+
+
+@pytest.mark.parametrize("text", ["8.5 R18", "8.5 R99", "SuperOffice CRM 8.5 r42"])
+def test_a_release_8_5_never_had_is_refused_with_the_range_and_the_other_routes(text: str) -> None:
+    with pytest.raises(VersionParseError) as caught:
+        parse_superoffice_version(text)
+    error = caught.value
+    assert error.exit_code == ExitCode.USAGE
+    assert "SuperOffice 8.5 shipped as releases R01 to R17" in error.message
+    assert repr(text) in error.message
+    assert error.hint is not None and "--known-builds" in error.hint
+    # the last release still is one, and versions whose releases are not listed keep theirs
+    assert parse_superoffice_version("8.5 R17").release == 17
+    assert parse_superoffice_version("8.1 R40").release == 40
+
+
+def test_a_build_listed_with_a_release_8_5_never_had_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '[builds]\n"8.5.7346.1605" = "R18"\n"8.0.1.1" = 30\n')
+    with pytest.raises(UsageError, match="R01 to R17, not R18"):
+        load_known_builds(path)
+    path.write_text('[builds]\n"8.5.7346.1605" = "R17"\n"8.0.1.1" = 30\n')
+    assert load_known_builds(path) == {"8.5.7346.1605": 17, "8.0.1.1": 30}
 
 
 def test_parse_error_cuts_a_long_paste() -> None:
@@ -270,6 +296,8 @@ def test_known_builds_do_not_override_a_stated_release(tmp_path: Path) -> None:
         ('[builds]\n"8.5.7346.1605" = true\n', "True"),
         ('[builds]\n"8.5.7346.1605" = 0\n', "not 0"),
         ('[builds]\n"8.5.7346.1605" = 100\n', "not 100"),
+        ('[builds]\n"8.5.7346.1605" = 99\n', "8.5 shipped as releases R01 to R17, not R99"),
+        ('[builds]\n"8.5.7346.1605" = "R18"\n', "not R18"),
         ('[builds]\n"8.5.7346.1605" = "R1O"\n', "'R1O'"),
         ('[builds]\n"8.5.7346.1605" = 10.5\n', "10.5"),
         ('[builds]\n"8.5.7346.1605" = [10]\n', "[10]"),
@@ -293,7 +321,8 @@ def test_malformed_user_file_names_the_file_and_the_problem(
     [
         ('# comment\n[builds]\n"8.5.1.1" = 10\n"8.5.7346.1605" = 0\n', 4),
         ("# comment\n\n[builds]\n8.5.7346.1605 = 10\n", 4),
-        ("[builds]\n\n'8.5.1.1' = 'R99'\n  \"abc\" = 3\n", 4),
+        ("[builds]\n\n'8.5.1.1' = 'R17'\n  \"abc\" = 3\n", 4),
+        ("[builds]\n\n'8.5.1.1' = 'R17'\n'8.5.1.2' = 'R18'\n", 4),
         ('[builds]\n"8.5.1.1" = 10\n[other]\n', 3),
         ('[builds]\n"8.5.1.1" = 10\n"8.5.1.1" = 10\n', 3),
     ],
@@ -401,6 +430,8 @@ padding = st.sampled_from(["", " ", "  ", "\t"])
 @st.composite
 def release_versions(draw: st.DrawFn) -> ReleaseCase:
     major, minor, release = draw(majors), draw(minors), draw(releases)
+    if (major, minor) in LAST_RELEASE:  # 8.5 shipped as R01...R17 only
+        release = min(release, LAST_RELEASE[(major, minor)])
     number = draw(st.sampled_from([f"{release}", f"{release:02d}"]))
     letter = draw(st.sampled_from(["R", "r"]))
     text = f"{draw(padding)}{draw(products)}{major}.{minor}{draw(padding)}{letter}{number}"

@@ -13,6 +13,7 @@ from sqlalchemy.sql import ClauseElement
 
 from setup_tool.bookkeeping import Bookkeeping
 from setup_tool.findings import Findings
+from setup_tool.lock_waits import DEFAULT_LOCK_WAIT_RETRIES, DEFAULT_LOCK_WAIT_SECONDS
 from setup_tool.schema import SuperOfficeTables
 
 Decision = Literal["change", "done", "skip", "blocked"]
@@ -40,6 +41,10 @@ class UpgradeSettings:
     acting_associate_id: int = 0
     batch_size: int = 2000
     fix_overrides: bool = False
+    # How long one batch waits for a row lock another session holds, and how often a batch that
+    # timed out or was chosen as a deadlock victim is tried again (setup_tool.lock_waits).
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    lock_wait_retries: int = DEFAULT_LOCK_WAIT_RETRIES
 
 
 ProgressCallback = Callable[[int, int], None]  # (rows done, rows total)
@@ -59,6 +64,9 @@ class StepContext:
     engine: Engine | None = None
     progress: ProgressCallback | None = None
     should_stop: Callable[[], bool] = lambda: False
+    # Raises (setup_tool.locking.LockLostError) once the run lock is no longer held; called in
+    # each batch's transaction just before it commits.
+    lock_check: Callable[[], None] = lambda: None
 
 
 # A value in a statement: a Python value (bound when run), or SQL such as a T-SQL variable in the

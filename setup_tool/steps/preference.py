@@ -8,9 +8,10 @@ from sqlalchemy import Connection, Insert, Update, func, literal, select, update
 from setup_tool.bookkeeping import Bookkeeping, record_previous_values
 from setup_tool.clock import NEVER
 from setup_tool.errors import SetupToolError
+from setup_tool.lock_waits import bound_lock_waits, retrying_lock_waits
 from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow, owner
 from setup_tool.schema import SuperOfficeTables
-from setup_tool.sequence import reserve_ids, reserve_ids_statement
+from setup_tool.sequence import SequenceRowError, reserve_ids, reserve_ids_statement
 from setup_tool.steps import (
     SqlValue,
     StepContext,
@@ -110,9 +111,10 @@ def _next_id(conn: Connection, tables: SuperOfficeTables) -> int:
         select(seq.c.next_id).where(func.lower(seq.c.TableName) == TABLE_NAME.lower())
     ).scalar()
     if value is None:
-        raise SetupToolError(
-            "The sequence table has no row for UserPreference, so a new "
-            "preference row cannot get an id SuperOffice will respect."
+        raise SequenceRowError(
+            TABLE_NAME,
+            0,
+            "the missing system-wide preference row cannot get an id SuperOffice will respect",
         )
     return int(value)
 
@@ -183,20 +185,37 @@ def record_statement(
 
 
 def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
-    """One transaction: previous values, the change, the travel log and the run's 'on' time."""
+    """One transaction: previous values, the change, the travel log and the run's 'on' time.
+
+    Like a marking batch, it waits at most the lock wait for rows a user holds (tried again after
+    a lock timeout or as a deadlock victim) and commits only while the run holds its lock.
+    """
     assert ctx.engine is not None and ctx.run_id is not None
-    with ctx.engine.begin() as conn:
-        if planned.decision == "change":
-            step_row_id = _step_row(ctx, conn, planned)
-            if planned.id == STEP_ID and not ctx.findings.preference.system:
-                _insert(ctx, conn, step_row_id)
-            else:
-                _switch_on(ctx, conn, step_row_id, planned.sample_ids)
-        if planned.id == STEP_ID:
-            run = ctx.books.run
-            conn.execute(
-                update(run).where(run.c.run_id == ctx.run_id).values(preference_on_at=ctx.now)
-            )
+    engine = ctx.engine
+
+    def attempt() -> None:
+        with engine.begin() as conn:
+            bound_lock_waits(conn, ctx.settings.lock_wait_seconds)
+            if planned.decision == "change":
+                step_row_id = _step_row(ctx, conn, planned)
+                if planned.id == STEP_ID and not ctx.findings.preference.system:
+                    _insert(ctx, conn, step_row_id)
+                else:
+                    _switch_on(ctx, conn, step_row_id, planned.sample_ids)
+            if planned.id == STEP_ID:
+                run = ctx.books.run
+                conn.execute(
+                    update(run).where(run.c.run_id == ctx.run_id).values(preference_on_at=ctx.now)
+                )
+            ctx.lock_check()
+
+    retrying_lock_waits(
+        attempt,
+        seconds=ctx.settings.lock_wait_seconds,
+        retries=ctx.settings.lock_wait_retries,
+        what=f"the step '{planned.title}'",
+        should_stop=ctx.should_stop,
+    )
     return planned
 
 
