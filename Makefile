@@ -35,4 +35,5 @@ test: system-packages lint
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) dist build test-output $(DEMO) demo-report.html setup-tool-*.log
+	rm -rf $(VENV) dist build test-output $(DEMO) demo-report.html setup-tool-*.log \
+		setup-tool-*-report.* *.setup-tool.lock
