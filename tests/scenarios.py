@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from invite_oracle import ALL_FOOTPRINTS, DatabaseRows, marking_until, rows_to_mark
-from sqlalchemy import Column, Connection, Index, MetaData, Table, create_engine, text
+from sqlalchemy import Connection, Table, create_engine, text
+from superoffice_databases import dba_metadata, dba_script
 
 from setup_tool.connection import ConnectionSettings
 from setup_tool.database import Database, open_database
@@ -308,31 +309,15 @@ def _sqlite_tables(conn: Connection, after_r10: bool) -> dict[str, Table]:
 
 
 def _dba_tables(conn: Connection, schema: str, after_r10: bool) -> dict[str, Table]:
-    """The tables as a DBA script makes them on PostgreSQL: unquoted, so stored lower-case
-    (the tool must find `cautionWarning` as `cautionwarning`), with the index on mother_id."""
-    lower = MetaData()
-    tables = {
-        table.name: Table(
-            table.name.lower(),
-            lower,
-            *[
-                Column(
-                    c.name.lower(),
-                    c.type,
-                    primary_key=c.primary_key,
-                    nullable=c.nullable,
-                    autoincrement=False,
-                )
-                for c in table.columns
-            ],
-            schema=schema,
-        )
+    """The tables as a DBA script makes them on PostgreSQL (superoffice_databases.dba_script):
+    unquoted, so stored lower-case (the tool must find `cautionWarning` as `cautionwarning`)."""
+    for statement in dba_script(schema, after_r10=after_r10):
+        conn.execute(text(statement))
+    lower = dba_metadata(schema, after_r10=after_r10)
+    return {
+        table.name: lower.tables[f"{schema}.{table.name.lower()}"]
         for table in canonical_metadata(after_r10=after_r10).tables.values()
     }
-    conn.execute(text(f"CREATE SCHEMA {schema}"))
-    lower.create_all(conn)
-    Index("ix_appointment_mother_id", tables["appointment"].c.mother_id).create(conn)
-    return tables
 
 
 # --- running the tool -------------------------------------------------------------------------

@@ -26,12 +26,8 @@ from setup_tool.demo import DemoOptions, build_demo_database, populate_demo
 from setup_tool.schema import canonical_metadata, reflect_tables
 
 
-def dba_script(schema: str, *, after_r10: bool = True) -> list[str]:
-    """CREATE statements as a DBA writes them: unquoted, so PostgreSQL stores them lower-case.
-
-    `after_r10=False`: the shape of a genuine 8.5 R10 database (no SendEmail, owned_externally,
-    mother_associate_id, no invitation table). Indexes as SOD documents them
-    (docs/en/database/tables/appointment.md, invitation.md) for the columns the rule reads."""
+def dba_metadata(schema: str, *, after_r10: bool = True) -> MetaData:
+    """The SuperOffice tables with every name lower-case, as an unquoted DBA script stores them."""
     lower = MetaData()
     for table in canonical_metadata(after_r10=after_r10).tables.values():
         Table(
@@ -49,6 +45,16 @@ def dba_script(schema: str, *, after_r10: bool = True) -> list[str]:
             ],
             schema=schema,
         )
+    return lower
+
+
+def dba_script(schema: str, *, after_r10: bool = True) -> list[str]:
+    """CREATE statements as a DBA writes them: unquoted, so PostgreSQL stores them lower-case.
+
+    `after_r10=False`: the shape of a genuine 8.5 R10 database (no SendEmail, owned_externally,
+    mother_associate_id, no invitation table). Indexes as SOD documents them
+    (docs/en/database/tables/appointment.md, invitation.md) for the columns the rule reads."""
+    lower = dba_metadata(schema, after_r10=after_r10)
     appointment = lower.tables[f"{schema}.appointment"]
     preference = lower.tables[f"{schema}.userpreference"]
     a = appointment.c
