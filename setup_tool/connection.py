@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, quote_plus, urlparse
+from urllib.parse import parse_qs, quote_plus, urlparse
 from urllib.request import url2pathname
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url
@@ -422,13 +422,10 @@ def _probe_sqlite(connection: Connection, url: URL) -> None:
 
 
 def scrub_secret(text: str, secret: str | None) -> str:
-    """`text` with `secret` replaced wherever it appears, also ODBC-braced or URL-encoded."""
-    if not secret:
-        return text
-    variants = {secret, secret.replace("}", "}}"), quote_plus(secret), quote(secret, safe="")}
-    for variant in sorted(variants, key=len, reverse=True):
-        text = text.replace(variant, _HIDDEN)
-    return text
+    """`text` with the password hidden as a whole (setup_tool.logs.hide_secrets: the one rule)."""
+    from setup_tool.logs import hide_secrets
+
+    return hide_secrets(text, secret)
 
 
 def _url_secrets(url: URL) -> list[str]:

@@ -425,7 +425,9 @@ def test_a_driver_that_echoes_the_password_is_scrubbed() -> None:
 
 def test_scrub_secret() -> None:
     assert scrub_secret("login sa/hunter2 failed", "hunter2") == "login sa/*** failed"
-    assert scrub_secret("PWD={a}}b}", "a}b") == "PWD={***}"
+    assert scrub_secret("PWD={a}}b}", "a}b") == "PWD=***"
+    # A short secret is hidden where it stands as a password, not wherever its characters occur.
+    assert scrub_secret("error 10060 at port 1433", "0") == "error 10060 at port 1433"
     assert scrub_secret("postgresql://u:p%40ss@h", "p@ss") == "postgresql://u:***@h"
     assert scrub_secret("nothing to hide", None) == "nothing to hide"
     assert scrub_secret("nothing to hide", "") == "nothing to hide"
