@@ -103,7 +103,15 @@ def _size(run: dict[str, Any]) -> int:
 
 
 def _peak_rss(run: dict[str, Any]) -> float:
-    return float(max(marking["peak_rss_mb"] for marking in run["marking"].values()))
+    values = [float(m["peak_rss_mb"]) for m in run["marking"].values()]
+    numbers = [v for v in values if not math.isnan(v)]
+    return max(numbers) if numbers else math.nan
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    if check.get("timed_out"):
+        return "timed out"
+    return "yes" if check["correct"] else "NO"
 
 
 def verdicts_json(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
@@ -117,9 +125,19 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _repeats(repeat: int | dict[str, int]) -> str:
+    """`3`, or per size: `3 (1 at 10,000,000)`."""
+    if isinstance(repeat, int):
+        return str(repeat)
+    counts = sorted(repeat.items(), key=lambda item: int(item[0]))
+    first = counts[0][1]
+    others = [f"{n} at {int(size):,}" for size, n in counts if n != first]
+    return f"{first} ({', '.join(others)})" if others else str(first)
+
+
 def tables(results: dict[str, Any], verdicts: list[Verdict]) -> str:
     lines = [
-        f"setup-tool benchmark: medians of {results['settings']['repeat']}, seconds "
+        f"setup-tool benchmark: medians of {_repeats(results['settings']['repeat'])}, seconds "
         f"(tool = its marking step, batch size {results['settings']['default_batch_size']}; "
         "wall = the whole `setup-tool upgrade` process)",
         "",
@@ -132,16 +150,14 @@ def tables(results: dict[str, Any], verdicts: list[Verdict]) -> str:
                 f"{run['engine']:<11}{run['appointments']:>12,} {travel:<7}"
                 f"{_fmt(m['baseline_seconds']):>9}{_fmt(m['tool_seconds']):>8}"
                 f"{_fmt(m['ratio']):>7}{_fmt(m['tool_wall_seconds']):>8}"
-                f"{_fmt(m['peak_rss_mb'], 0):>8}{m['rows_marked']:>10,}  "
-                f"{'yes' if m['correct'] else 'NO'}"
+                f"{_fmt(m['peak_rss_mb'], 0):>8}{m['rows_marked']:>10,}  {_verdict(m)}"
             )
     lines += ["", f"{'engine':<11}{'rows':>12}  {'COUNT':>7}{'dry run':>9}{'limit':>8}  correct"]
     for run in results["runs"]:
         dry = run["dry_run"]
         lines.append(
             f"{run['engine']:<11}{run['appointments']:>12,}  {_fmt(dry['count_seconds'], 3):>7}"
-            f"{_fmt(dry['seconds']):>9}{_fmt(2 * dry['count_seconds'] + 1):>8}  "
-            f"{'yes' if dry['correct'] else 'NO'}"
+            f"{_fmt(dry['seconds']):>9}{_fmt(2 * dry['count_seconds'] + 1):>8}  {_verdict(dry)}"
         )
     sizes = results["settings"]["batch_sizes"]
     if sizes:
