@@ -17,7 +17,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -27,7 +26,7 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import invoke, tool
 from sqlalchemy import create_engine
 from superoffice_databases import TargetDatabase, invites_to_mark
 
@@ -53,22 +52,6 @@ ADVICE = ("next login", "No Login", "application pools")
 
 # Every test in a working directory of its own, with no SETUP_TOOL_* variable from outside.
 pytestmark = pytest.mark.usefixtures("workdir")
-
-
-def invoke(*args: object, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(
-        cli, [str(a) for a in args], input=input, env=env, prog_name="setup-tool"
-    )
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    return result
-
-
-def tool() -> list[str]:
-    script = Path(sys.executable).with_name("setup-tool")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "setup_tool"]
 
 
 def tool_env(**extra: str) -> dict[str, str]:

@@ -28,16 +28,14 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import invoke, tool
 
-from setup_tool.cli import cli
 from setup_tool.demo import DemoOptions
 from setup_tool.errors import UsageError
 from setup_tool.logs import LogFileHandler, configure_logging, hide_secrets
@@ -50,22 +48,6 @@ LOCK_SUFFIX = ".setup-tool.lock"
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def invoke(*args: object, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(
-        cli, [str(a) for a in args], input=input, env=env, prog_name="setup-tool"
-    )
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
-        result.exception
-    )
-    return result
-
-
-def tool() -> list[str]:
-    script = Path(sys.executable).with_name("setup-tool")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "setup_tool"]
 
 
 def digest(path: Path) -> str:

@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from click.testing import CliRunner, Result
+from cli_helpers import invoke
+from click.testing import Result
 from sqlalchemy import create_engine, inspect
 
 from setup_tool.bookkeeping import BOOKKEEPING_HEAD, alembic_config, bookkeeping_sql
 from setup_tool.bookkeeping import install_bookkeeping as install
-from setup_tool.cli import cli
 from setup_tool.invites import ALL_FOOTPRINTS, parse_footprints
 
 pytestmark = pytest.mark.usefixtures("workdir")
-
-
-def invoke(*args: object, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(cli, [str(a) for a in args], env=env, prog_name="setup-tool")
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 # --- --footprints ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from cli_helpers import tool
 from test_cli import (
     WIZARD_CONFIRM,
     _read_until,
@@ -31,7 +32,6 @@ from test_cli import (
     marked,
     query,
     step_rows,
-    tool,
     tool_env,
     url,
 )
