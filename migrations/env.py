@@ -18,6 +18,8 @@ target_metadata = bookkeeping_metadata(schema)
 def run_migrations_offline() -> None:
     context.configure(
         dialect_name=config.attributes.get("dialect_name", "mssql"),
+        # e.g. mssql's deprecate_large_types (setup_tool.bookkeeping.bookkeeping_sql).
+        dialect_opts=config.attributes.get("dialect_opts") or {},
         output_buffer=config.attributes.get("output_buffer"),
         literal_binds=True,
         target_metadata=target_metadata,
