@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlparse
@@ -20,20 +19,22 @@ from urllib.request import url2pathname
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from setup_tool.connect_failures import SECRET_QUERY_KEYS, describe_connect_failure
+from setup_tool.connect_failures import scrub_secret as scrub_secret  # one rule, also here
 from setup_tool.errors import ConnectError, UsageError
 from setup_tool.schema import validate_table_prefix
 
 _MICROSOFT_DRIVER = re.compile(r"^ODBC Driver (\d+) for SQL Server$")
+_NATIVE_CLIENT = re.compile(r"^SQL Server Native Client (\d+)\.(\d+)$")
+_WINDOWS_BUILT_IN = "SQL Server"  # SQLSRV32.DLL, part of every Windows since the 1990s
 _FREETDS = "FreeTDS"
 # TDS 7.4 is SQL Server 2012 and newer, which every SuperOffice 8.5 R10 installation runs on;
 # FreeTDS would otherwise fall back to whatever its freetds.conf says, possibly a Sybase version.
 _FREETDS_TDS_VERSION = "7.4"
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "Install Microsoft ODBC Driver 18 for SQL Server, or on Debian/Ubuntu the FreeTDS driver "
     "(apt-get install unixodbc tdsodbc)"
 )
-# Query keys that carry a password when someone writes it into the URL's query string.
-_SECRET_QUERY_KEYS = frozenset({"pwd", "password", "odbc_connect"})
 _DEFAULT_TABLE_PREFIX = {"mssql": "crm7", "postgresql": "crm7"}
 _LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
 _HIDDEN = "***"
@@ -60,22 +61,63 @@ class ConnectionSettings:
 
 
 def pick_odbc_driver(installed: Sequence[str]) -> str:
-    """The newest Microsoft "ODBC Driver NN for SQL Server", else FreeTDS, else a ConnectError."""
-    versions = {
-        int(match.group(1)): name
-        for name in installed
-        if (match := _MICROSOFT_DRIVER.match(name.strip()))
-    }
-    if versions:
-        return versions[max(versions)]
-    for name in installed:
-        if name.strip().lower() == _FREETDS.lower():
-            return name
+    """The driver sqlcmd's users would pick: the newest Microsoft "ODBC Driver NN for SQL
+    Server", else the newest "SQL Server Native Client NN.N", else Windows' built-in "SQL Server"
+    driver, else FreeTDS; a ConnectError when there is none of them."""
+    for pattern in (_MICROSOFT_DRIVER, _NATIVE_CLIENT):
+        versions = {
+            tuple(int(part) for part in match.groups()): name
+            for name in installed
+            if (match := pattern.match(name.strip()))
+        }
+        if versions:
+            return versions[max(versions)]
+    for wanted in (_WINDOWS_BUILT_IN, _FREETDS):
+        for name in installed:
+            if name.strip().lower() == wanted.lower():
+                return name
     listed = ", ".join(installed) if installed else "none"
     raise ConnectError(
         f"No ODBC driver for SQL Server is installed (installed ODBC drivers: {listed}).",
-        f"{_INSTALL_HINT}, or name an installed driver with --odbc-driver.",
+        f"{INSTALL_HINT}, or name an installed driver with --odbc-driver.",
     )
+
+
+def driver_warning(driver: str) -> str | None:
+    """What the operator should know about `driver` before trusting a connection to it."""
+    name = driver.strip()
+    if name.lower() == _WINDOWS_BUILT_IN.lower():
+        # Microsoft points new work to its ODBC Driver 18 ("Microsoft ODBC Driver for SQL Server
+        # on Windows"); a TLS 1.2-only server refusing SQLSRV32 is pyodbc #895. That it lacks
+        # Driver 18's encryption defaults and certificate checks is inferred from its age.
+        return (
+            "Warning: using Windows' built-in ODBC driver 'SQL Server' (SQLSRV32.DLL) because no "
+            "newer SQL Server driver is installed. It is a legacy driver: on many Windows "
+            "versions it cannot speak TLS 1.2, which a current SQL Server may require, and it "
+            "lacks ODBC Driver 18's encryption by default and certificate checks. Install "
+            "Microsoft ODBC Driver 18 for SQL Server (README: Installing on a Windows server "
+            "without internet)."
+        )
+    if _NATIVE_CLIENT.match(name):
+        # "SQL Server Native Client (SNAC) isn't shipped with SQL Server 2022 and later" and is
+        # not recommended for new development (Microsoft, SQL Server Native Client docs).
+        return (
+            f"Warning: using '{name}', which Microsoft no longer ships or recommends; it does "
+            "not encrypt unless asked (--encrypt). Install Microsoft ODBC Driver 18 for SQL "
+            "Server when you can."
+        )
+    return None
+
+
+def _chosen_driver(settings: ConnectionSettings, installed_drivers: Sequence[str] | None) -> str:
+    driver = settings.odbc_driver or pick_odbc_driver(
+        installed_odbc_drivers() if installed_drivers is None else installed_drivers
+    )
+    if warning := driver_warning(driver):
+        from setup_tool.console import Console
+
+        Console().warn(warning)  # on stderr, and in the log
+    return driver
 
 
 def installed_odbc_drivers() -> list[str]:
@@ -85,7 +127,7 @@ def installed_odbc_drivers() -> list[str]:
     except ImportError as error:
         raise ConnectError(
             f"The ODBC driver manager cannot be loaded ({error}).",
-            f"{_INSTALL_HINT}.",
+            f"{INSTALL_HINT}.",
         ) from None
     return list(pyodbc.drivers())
 
@@ -144,9 +186,7 @@ def _sql_server_url(settings: ConnectionSettings, installed_drivers: Sequence[st
         )
     _check_login_choice(settings)
     host, port = _split_server(settings.server)
-    driver = settings.odbc_driver or pick_odbc_driver(
-        installed_odbc_drivers() if installed_drivers is None else installed_drivers
-    )
+    driver = _chosen_driver(settings, installed_drivers)
     return URL.create(
         "mssql+pyodbc",
         username=settings.user,  # None with --trusted-connection (checked above)
@@ -249,9 +289,7 @@ def _needs_odbc_driver(url: URL) -> bool:
 def _add_odbc_keywords(
     url: URL, settings: ConnectionSettings, installed_drivers: Sequence[str] | None
 ) -> URL:
-    driver = settings.odbc_driver or pick_odbc_driver(
-        installed_odbc_drivers() if installed_drivers is None else installed_drivers
-    )
+    driver = _chosen_driver(settings, installed_drivers)
     present = {key.lower() for key in url.query}
     extra = {k: v for k, v in _odbc_query(settings, driver).items() if k.lower() not in present}
     return url.update_query_dict(extra)
@@ -259,7 +297,7 @@ def _add_odbc_keywords(
 
 def display_url(url: URL) -> str:
     """The URL as it may be shown or logged: password and password-like query values hidden."""
-    masked = {key: _HIDDEN for key in url.query if key.lower() in _SECRET_QUERY_KEYS}
+    masked = {key: _HIDDEN for key in url.query if key.lower() in SECRET_QUERY_KEYS}
     rendered = url.update_query_dict(masked).render_as_string(hide_password=True)
     return rendered.replace(quote_plus(_HIDDEN), _HIDDEN)  # the same mark as for the password
 
@@ -388,13 +426,21 @@ def _postgresql_connect_args(url: URL, read_only: bool, login_timeout: int) -> d
                 "Write the URL as postgresql+psycopg://...",
             )
         return {}
-    connect_args: dict[str, Any] = {"connect_timeout": login_timeout}
+    options = url.query.get("options", "")
+    settings = [options if isinstance(options, str) else " ".join(options), *PLANNER_SETTINGS]
     if read_only:
         # A server-side default, so even a statement we did not anticipate cannot write.
-        options = url.query.get("options", "")
-        given = options if isinstance(options, str) else " ".join(options)
-        connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
-    return connect_args
+        settings.append("-c default_transaction_read_only=on")
+    return {"connect_timeout": login_timeout, "options": " ".join(s for s in settings if s)}
+
+
+# The tool's own sessions only. Every join the tool makes is a small driving set (footprint
+# meetings, staged candidates) seeking on an index; PostgreSQL cannot estimate the rows of a
+# materialized CTE and then picks hash or merge joins that read the whole appointment table or its
+# mother_id index, and JIT-compiles statements that run in well under a second. Measured on 1M
+# appointments (benchmarks/PERFORMANCE.md): the invite survey 4.4 s with the defaults, 1.0 s
+# with these; at 10M the difference is a full index scan per statement.
+PLANNER_SETTINGS = ("-c jit=off", "-c enable_hashjoin=off", "-c enable_mergejoin=off")
 
 
 def open_connection(engine: Engine) -> Connection:
@@ -416,240 +462,3 @@ def _probe_sqlite(connection: Connection, url: URL) -> None:
     except DBAPIError as error:
         connection.close()
         raise describe_connect_failure(error, url) from None
-
-
-# --- Explaining failures --------------------------------------------------------------------
-
-
-def scrub_secret(text: str, secret: str | None) -> str:
-    """`text` with the password hidden as a whole (setup_tool.logs.hide_secrets: the one rule)."""
-    from setup_tool.logs import hide_secrets
-
-    return hide_secrets(text, secret)
-
-
-def _url_secrets(url: URL) -> list[str]:
-    secrets = [url.password] if url.password else []
-    for key, value in url.query.items():
-        if key.lower() in _SECRET_QUERY_KEYS:
-            secrets += [value] if isinstance(value, str) else list(value)
-    return secrets
-
-
-class _Failure(Enum):
-    DRIVER_MISSING = "driver missing"
-    DATABASE_MISSING = "database missing"
-    LOGIN_FAILED = "login failed"
-    UNREACHABLE = "unreachable"
-    NOT_A_DATABASE = "not a database"
-    CANNOT_OPEN_FILE = "cannot open file"
-    FILE_BUSY = "file busy"
-    OTHER = "other"
-
-
-# First match wins: "Cannot open database ... The login failed" is a missing database, not a
-# wrong password, so the database check comes before the login check.
-_SQLSTATES: list[tuple[_Failure, frozenset[str]]] = [
-    (_Failure.DRIVER_MISSING, frozenset({"IM002"})),
-    (_Failure.DATABASE_MISSING, frozenset({"3D000"})),
-    (_Failure.LOGIN_FAILED, frozenset({"28000", "28P01"})),
-    (_Failure.UNREACHABLE, frozenset({"08001", "08S01", "HYT00", "HYT01"})),
-    (_Failure.NOT_A_DATABASE, frozenset({"SQLITE_NOTADB"})),
-    (_Failure.CANNOT_OPEN_FILE, frozenset({"SQLITE_CANTOPEN"})),
-    (_Failure.FILE_BUSY, frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})),
-]
-_MESSAGES: list[tuple[_Failure, re.Pattern[str]]] = [
-    (
-        _Failure.DRIVER_MISSING,
-        re.compile(r"can't open lib|data source name not found|no default driver", re.I),
-    ),
-    (
-        _Failure.DATABASE_MISSING,
-        re.compile(r"\(4060\)|cannot open database|database \"[^\"]*\" does not exist", re.I),
-    ),
-    (
-        _Failure.LOGIN_FAILED,
-        re.compile(r"\(18456\)|login failed|password authentication failed|pg_hba\.conf", re.I),
-    ),
-    (
-        _Failure.UNREACHABLE,
-        re.compile(
-            r"unable to connect|connection refused|could not connect|timeout expired|timed out"
-            r"|could not translate host name|name or service not known|server is unavailable",
-            re.I,
-        ),
-    ),
-    (_Failure.NOT_A_DATABASE, re.compile(r"file is not a database", re.I)),
-    (_Failure.CANNOT_OPEN_FILE, re.compile(r"unable to open database file", re.I)),
-    (_Failure.FILE_BUSY, re.compile(r"database (?:table )?is locked", re.I)),
-]
-
-
-def describe_connect_failure(error: BaseException, url: URL) -> ConnectError:
-    """The ConnectError to show for a failed connection to `url`: what failed and what to check."""
-    original = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
-    detail = _driver_message(original)
-    for secret in _url_secrets(url):
-        detail = scrub_secret(detail, secret)
-    failure = _classify(_state_code(original), detail)
-    return _EXPLAINERS[failure](url, detail)
-
-
-def _driver_message(error: BaseException) -> str:
-    # pyodbc errors are (sqlstate, message); the message alone reads better.
-    args = error.args
-    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(error)
-    text = text.replace("(SQLDriverConnect)", "")
-    return " ".join(text.split())  # one paragraph: psycopg puts hints on tab-indented lines
-
-
-def _state_code(error: BaseException) -> str | None:
-    for attribute in ("sqlstate", "sqlite_errorname"):
-        value = getattr(error, attribute, None)
-        if isinstance(value, str):
-            return value
-    first = error.args[0] if error.args else None
-    if isinstance(first, str) and re.fullmatch(r"[0-9A-Z]{5}", first):
-        return first  # pyodbc
-    return None
-
-
-def _classify(state: str | None, detail: str) -> _Failure:
-    for failure, states in _SQLSTATES:
-        if state in states:
-            return failure
-    for failure, pattern in _MESSAGES:
-        if pattern.search(detail):
-            return failure
-    return _Failure.OTHER
-
-
-def _server(url: URL) -> str:
-    """The server or file as the user knows it, for the first words of a message."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return f"SQLite database '{sqlite_path(url) or ':memory:'}'"
-    host = url.host or "localhost"
-    if backend == "mssql":
-        return f"SQL Server '{host}{f',{url.port}' if url.port else ''}'"
-    if backend == "postgresql":
-        return f"PostgreSQL server '{host}{f':{url.port}' if url.port else ''}'"
-    return f"{backend} server '{host}'"
-
-
-def _target(url: URL) -> str:
-    if url.get_backend_name() == "sqlite":
-        return _server(url)
-    return f"{_server(url)} (database '{url.database or ''}')"
-
-
-def _login(url: URL) -> str:
-    return f"user '{url.username}'" if url.username else "the Windows account running setup-tool"
-
-
-def _odbc_driver(url: URL) -> str:
-    driver = next((v for k, v in url.query.items() if k.lower() == "driver"), "")
-    return driver if isinstance(driver, str) else ",".join(driver)
-
-
-def _explain_driver_missing(url: URL, detail: str) -> ConnectError:
-    try:
-        installed = ", ".join(installed_odbc_drivers()) or "none"
-    except ConnectError:
-        installed = "none (no ODBC driver manager)"
-    return ConnectError(
-        f"The ODBC driver '{_odbc_driver(url)}' needed to reach {_target(url)} is not installed "
-        f"or not registered with the ODBC driver manager ({detail}). "
-        f"Installed ODBC drivers: {installed}.",
-        f"{_INSTALL_HINT}, or leave out --odbc-driver so setup-tool picks an installed one.",
-    )
-
-
-def _explain_database_missing(url: URL, detail: str) -> ConnectError:
-    return ConnectError(
-        f"{_server(url)} was reached, but database '{url.database}' does not exist or "
-        f"{_login(url)} may not open it ({detail}).",
-        "Check --database (the SuperOffice database's name as the server lists it) and that "
-        "the login is a user in that database.",
-    )
-
-
-def _explain_login_failed(url: URL, detail: str) -> ConnectError:
-    if url.get_backend_name() == "postgresql":
-        hint = (
-            "Check the user name and password, and that pg_hba.conf lets this user connect "
-            "from this machine."
-        )
-    else:
-        hint = (
-            "Check the user name and password, that the server allows SQL Server logins "
-            "(mixed-mode authentication) when you give --user, or use --trusted-connection for "
-            "Windows integrated login."
-        )
-    return ConnectError(f"Login failed for {_login(url)} on {_target(url)} ({detail}).", hint)
-
-
-def _explain_unreachable(url: URL, detail: str) -> ConnectError:
-    if url.get_backend_name() == "postgresql":
-        hint = (
-            "Check the host and port, that PostgreSQL is running and accepts TCP/IP connections "
-            "(listen_addresses), and that no firewall blocks the port (5432 by default)."
-        )
-    else:
-        hint = (
-            "Check the server name (host, host\\instance or host,port), that SQL Server is "
-            "running and accepts TCP/IP connections, that the SQL Server Browser service runs "
-            "when you name an instance, and that no firewall blocks the port (1433 by default)."
-        )
-    return ConnectError(f"Cannot reach {_target(url)} ({detail}).", hint)
-
-
-def _explain_not_a_database(url: URL, detail: str) -> ConnectError:
-    return ConnectError(
-        f"'{sqlite_path(url)}' is not a SQLite database ({detail}).",
-        "Check --database-url: it must name the SuperOffice SQLite database "
-        "(for example one made by 'setup-tool demo').",
-    )
-
-
-def _explain_cannot_open_file(url: URL, detail: str) -> ConnectError:
-    return ConnectError(
-        f"Cannot open {_target(url)} ({detail}).",
-        "Check that the path names a file (not a folder) and that you may read it, and write it "
-        "unless this is a dry run.",
-    )
-
-
-def _explain_file_busy(url: URL, detail: str) -> ConnectError:
-    return ConnectError(
-        f"{_target(url)} is busy: another program holds a lock on the file and did not let go "
-        f"within the wait ({detail}).",
-        "Close the program that is writing to it (SuperOffice, a database browser, a backup or "
-        "copy in progress) or wait until it is done, then run again.",
-    )
-
-
-def _explain_other(url: URL, detail: str) -> ConnectError:
-    if url.get_backend_name() == "sqlite":  # a file: there is no server to be running
-        return ConnectError(
-            f"Cannot open {_target(url)}: {detail}",
-            "Check --database-url, that the file is a SQLite database, and that you may read "
-            "it (and write it, unless this is a dry run).",
-        )
-    return ConnectError(
-        f"Cannot connect to {_target(url)}: {detail}",
-        "Check the connection settings (--server, --database, --user, or --database-url) and "
-        "that the database server is running.",
-    )
-
-
-_EXPLAINERS = {
-    _Failure.DRIVER_MISSING: _explain_driver_missing,
-    _Failure.DATABASE_MISSING: _explain_database_missing,
-    _Failure.LOGIN_FAILED: _explain_login_failed,
-    _Failure.UNREACHABLE: _explain_unreachable,
-    _Failure.NOT_A_DATABASE: _explain_not_a_database,
-    _Failure.CANNOT_OPEN_FILE: _explain_cannot_open_file,
-    _Failure.FILE_BUSY: _explain_file_busy,
-    _Failure.OTHER: _explain_other,
-}

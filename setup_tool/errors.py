@@ -15,6 +15,10 @@ class ExitCode(IntEnum):
     ACTION_REQUIRED = 4
     BUSY = 5
     CANNOT_CONNECT = 6
+    # Not in SPEC's list (which has no code for it): the operator said no at the wizard's
+    # confirmation or at undo's question, so nothing was changed. An installer must tell this
+    # apart from a failure; 7 is the first code SPEC leaves free.
+    CANCELLED = 7
     CHANGES_PENDING = 10  # only with --dry-run --detailed-exitcode
     INTERRUPTED = 130
 
@@ -27,6 +31,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.ACTION_REQUIRED: "done, action required",
     ExitCode.BUSY: "another run holds the lock",
     ExitCode.CANNOT_CONNECT: "cannot connect or log in",
+    ExitCode.CANCELLED: "cancelled by the operator (nothing was changed)",
     ExitCode.CHANGES_PENDING: "dry run: changes pending",
     ExitCode.INTERRUPTED: "interrupted (resumable)",
 }
@@ -84,6 +89,12 @@ class LockBusyError(SetupToolError):
 
 class ConnectError(SetupToolError):
     exit_code = ExitCode.CANNOT_CONNECT
+
+
+class OperatorCancelled(SetupToolError):
+    """The operator answered no to a confirmation: nothing was changed, nothing failed."""
+
+    exit_code = ExitCode.CANCELLED
 
 
 class InterruptedRun(SetupToolError):

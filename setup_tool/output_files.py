@@ -13,6 +13,14 @@ The commands check every output before they connect (a UsageError, exit 2), incl
 its folder exists and can be written, so a real run never finishes its changes and then fails
 on the report. The writers (report.write_text_file and the log's file handler) check again
 right before they write.
+
+A log or report the user named no path for goes to the tool's own folder, never the working
+directory: an MSI custom action, SCCM or Intune starts the tool in C:\\Windows\\System32, and a
+checkout is no place for run records either. On Windows that folder is %ProgramData%\\setup-tool
+(the machine-wide application data every local account may create files in); elsewhere it is
+$XDG_STATE_HOME/setup-tool, by default ~/.local/state/setup-tool (the XDG Base Directory
+specification's place for "actions history (logs, history, ...)"). The commands print the full
+path of every file they wrote.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +56,40 @@ class OutputFile:
     path: Path
     given_as: str
     appends: bool = False  # the log grows in place; every other output is replaced whole
+
+
+TOOL_FOLDER_NAME = "setup-tool"
+
+
+def default_output_folder(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> Path:
+    """Where a log or report the user named no path for goes (see the module's docstring)."""
+    env = os.environ if environ is None else environ
+    if (platform or sys.platform) == "win32":
+        program_data = env.get("ProgramData") or env.get("PROGRAMDATA") or r"C:\ProgramData"
+        return Path(program_data) / TOOL_FOLDER_NAME
+    state_home = env.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state_home):  # the specification: a relative path is to be ignored
+        home = env.get("HOME") or os.path.expanduser("~")
+        state_home = os.path.join(home, ".local", "state")
+    return Path(state_home) / TOOL_FOLDER_NAME
+
+
+def default_output_file(name: str) -> Path:
+    """`name` in the default folder, created if it is missing (UsageError, exit 2, if it
+    cannot be)."""
+    folder = default_output_folder()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot create the folder for setup-tool's logs and reports '{folder}': "
+            f"{describe_os_error(error)}.",
+            "Name the files instead: --log-file FILE and --report FILE (or the answer-file keys "
+            f"log-file and report). {_NOTHING_CHANGED}",
+        ) from None
+    return folder / name
 
 
 def sqlite_file(database_url: str | None) -> Path | None:

@@ -366,7 +366,7 @@ PG_URL = URL.create(
                 "HYT00", f"[HYT00] [Microsoft][{MS18}]Login timeout expired (0) (SQLDriverConnect)"
             ),
             MSSQL_URL,
-            "Cannot reach SQL Server 'sql01'",
+            "SQL Server 'sql01' did not answer within the login timeout",
         ),
         (
             pyodbc.Error(
