@@ -10,7 +10,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from setup_tool.findings import Strength
 
 SERVICE_EXE = "infobridge.synchronizer.service.exe"
 INSTALL_FOLDER = PureWindowsPath(r"C:\Program Files (x86)\InfoBridge\Exchange Online Synchronizer")
@@ -26,6 +29,29 @@ class HostTrace:
     kind: str  # "registry", "service" or "folder"
     detail: str
     version: str | None = None
+
+
+# How strong each kind of trace is (issue 16), and why. The service executable and the install
+# folder are InfoBridge's own (InfoBridge knowledge base; SUPEROFFICE.md "Known traces"). The
+# uninstall entry is Windows' standard place for installed programs, but InfoBridge does not
+# publish the DisplayName/DisplayVersion it writes: matching them is a guess.
+TRACE_STRENGTHS: dict[str, tuple[Strength, str]] = {
+    "service": (
+        "documented",
+        "InfoBridge.Synchronizer.Service.exe, InfoBridge knowledge base (SUPEROFFICE.md)",
+    ),
+    "folder": ("documented", "the install folder, InfoBridge knowledge base (SUPEROFFICE.md)"),
+    "registry": (
+        "inferred",
+        "the uninstall entry's DisplayName/DisplayVersion are not published; matched on "
+        "'InfoBridge' and 'synchron'",
+    ),
+}
+
+
+def trace_strength(kind: str) -> tuple[Strength, str]:
+    """(strength, why) of a trace kind; an unknown kind is inferred."""
+    return TRACE_STRENGTHS.get(kind, ("inferred", f"a {kind} trace nothing publishes"))
 
 
 class HostProbe(Protocol):

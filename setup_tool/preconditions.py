@@ -177,13 +177,27 @@ def with_preconditions(plan_steps: list[StepPlan], problems: list[Problem]) -> l
 # --- undo --------------------------------------------------------------------------------------
 
 
+def database_role_problems(conn: Connection, tables: SuperOfficeTables) -> list[Problem]:
+    """A satellite or travel copy is never written to (setup_tool.steps.gate): only the central
+    database is upgraded or undone; the copies receive the change through Travel."""
+    from setup_tool.detect import read_database_role
+    from setup_tool.findings import REFUSAL_HINT
+
+    role = read_database_role(conn, tables)
+    return [Problem(role.sentence(), REFUSAL_HINT)] if role.refuses else []
+
+
 def undo_problems(db: Database, conn: Connection, run_ids: list[int] | None) -> list[Problem]:
-    """What an undo needs before its first write: records this version knows, and (when there
-    is something to undo) the rights to write and, with Travel on, what the travel log needs."""
+    """What an undo needs before its first write: the central database, records this version
+    knows, and (when there is something to undo) the rights to write and, with Travel on, what
+    the travel log needs."""
     from setup_tool.bookkeeping import runs
     from setup_tool.detect import detect_travel
     from setup_tool.privileges import missing_rights
 
+    role = database_role_problems(conn, db.tables)
+    if role:
+        return role
     revision = installed_revision(conn, db.schema)
     if revision is None:
         return []

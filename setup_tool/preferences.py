@@ -182,6 +182,70 @@ def system_rows(rows: Iterable[PreferenceRow]) -> list[PreferenceRow]:
     return [r for r in rows if r.deflevel == SYSTEM_LEVEL and r.owner_id == 0]
 
 
+# --- which overrides SuperOffice honours (maxlevel) ----------------------------------------------
+#
+# Documented: UserPreference.maxlevel is the "Highest override level allowed" (SOD database
+# reference, tables/userpreference.md); "maxLevel defines the maximum level at which a preference
+# should be shown in the GUI" (SOD admin/user-preferences/index.md, whose sample overrides a system
+# row of maxlevel 3 with a level-3 row); Diary Synchronizer Active is on the Global preferences
+# tab, where "preferences that can only be set on a global (system) level" are (SOD user guide,
+# levels-for-preference-settings.md; SUPEROFFICE.md).
+# Inferred (NetServer's resolution is not published): a level 3-5 row counts only when its level
+# is at most the maxlevel of the system-wide row it overrides (the newest system row, as for the
+# effective value, else the newest hard default) and at most its own maxlevel. A maxlevel outside
+# the documented levels (PreferenceLevel 1-6; 0 is "Undefined") states no limit.
+
+GLOBAL_MAXLEVEL = SYSTEM_LEVEL  # a Global preference: set at the system level only
+_LEVELS = range(1, 7)  # PreferenceLevel HardDefault (1) ... PC (6)
+
+
+@dataclass(frozen=True)
+class OverrideLimit:
+    """How far down overrides of the preference count, and which row says so."""
+
+    maxlevel: int | None  # None: no system-wide row states a limit
+    row_id: int | None  # the system-wide row; None: none, or the row a run inserts
+    source: str  # "row 7 (system level 2)", "the system row this run inserts", ...
+
+    def allows(self, row: PreferenceRow) -> bool:
+        within_limit = self.maxlevel is None or row.deflevel <= self.maxlevel
+        return within_limit and not (row.maxlevel in _LEVELS and row.deflevel > row.maxlevel)
+
+    def reading(self, row: PreferenceRow) -> str:
+        """Why `row` counts or not, for its evidence line."""
+        if row.maxlevel in _LEVELS and row.deflevel > row.maxlevel:
+            return (
+                f"present but not honoured (its own maxlevel {row.maxlevel} is below its "
+                f"level {row.deflevel})"
+            )
+        if self.maxlevel is None:
+            return "counted as an override (no system-wide row states a maxlevel)"
+        if row.deflevel <= self.maxlevel:
+            return f"honoured (maxlevel {self.maxlevel} of {self.source})"
+        return f"present but not honoured (maxlevel {self.maxlevel} of {self.source})"
+
+
+def override_limit(rows: list[PreferenceRow]) -> OverrideLimit:
+    """The limit the system-wide row sets (the newest system row, else the newest hard default)."""
+    governing = max(system_rows(rows), key=lambda r: r.id, default=None)
+    if governing is None:
+        defaults = [r for r in rows if r.deflevel == HARD_DEFAULT_LEVEL and r.owner_id == 0]
+        governing = max(defaults, key=lambda r: r.id, default=None)
+    if governing is None or governing.maxlevel not in _LEVELS:
+        return OverrideLimit(None, None, "no system-wide row")
+    source = f"row {governing.id} ({governing.level_name} level {governing.deflevel})"
+    return OverrideLimit(governing.maxlevel, governing.id, source)
+
+
+def inserted_maxlevel(rows: list[PreferenceRow]) -> int:
+    """maxlevel for a system row the tool inserts: the limit the hard default sets today, so that
+    the run changes the value and never which overrides SuperOffice honours (that is the admin's
+    choice, or --fix-overrides'); without one, Diary Synchronizer Active is a Global preference,
+    so the system level only (GLOBAL_MAXLEVEL)."""
+    limit = override_limit(rows)
+    return limit.maxlevel if limit.maxlevel is not None else GLOBAL_MAXLEVEL
+
+
 def effective_system_value(rows: list[PreferenceRow]) -> bool | None:
     """What users without an override get: the system row, else the hard default; None if unset.
 

@@ -51,9 +51,10 @@ _SUPEROFFICE_PATTERN = re.compile(
 )
 _CANONICAL_BUILD_KEY = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,9}){2,3}")
 _RELEASE_TEXT = re.compile(r"r([0-9]{1,2})", re.IGNORECASE)
-# A synchronizer version stands alone: not glued to a word or to further dotted numbers.
+# A synchronizer version stands alone: not glued to a word or to further dotted numbers, and
+# not the front of a wildcard or pre-release ("3.2.x", "3.2.284-beta" are not 3.2 / 3.2.284).
 _SYNCHRONIZER_PATTERN = re.compile(
-    r"(?<![\w.])v?(?P<version>[0-9]{1,5}(?:\.[0-9]{1,9}){1,3})(?!\w|\.[0-9])",
+    r"(?<![\w.])v?(?P<version>[0-9]{1,5}(?:\.[0-9]{1,9}){1,3})(?!\w|[.\-+]\w)",
     re.IGNORECASE,
 )
 
@@ -153,6 +154,27 @@ def parse_superoffice_version(
     if build is not None and known_builds:
         release = known_builds.get(_build_key(major, minor, build))
     return SuperOfficeVersion(major, minor, release, build, text)
+
+
+# SuperOffice's release notes list "8.5 R11 Incoming and outgoing invitations for internal and
+# external people" (SOD release-notes/8.5/index.md); InfoBridge says invites arrived with 8.5 R10,
+# which stays the gate (the mission; SUPEROFFICE.md, Versions).
+DOCUMENTED_INVITES_RELEASE = 11
+
+
+def invites_documented_note(version: SuperOfficeVersion | None) -> str | None:
+    """For 8.5 R10 exactly: why the gate passes and yet there may be nothing to mark."""
+    if version is None or (version.major, version.minor) != _INVITES_MINOR_VERSION:
+        return None
+    if version.release != _INVITES_RELEASE:
+        return None
+    return (
+        "SuperOffice 8.5 R10 passes the gate (InfoBridge says invites arrived with 8.5 R10), but "
+        "SuperOffice's release notes put incoming and outgoing invitations in 8.5 R"
+        f"{DOCUMENTED_INVITES_RELEASE} (SOD release-notes/8.5/index.md): on an 8.5 R10 "
+        "database SuperOffice's invite system may never have run, so there may be nothing to "
+        "mark."
+    )
 
 
 def try_parse_superoffice_version(

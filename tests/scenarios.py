@@ -164,6 +164,12 @@ def product_version(
 
 
 SUPEROFFICE_8_5_R10 = product_version(1, "SuperOffice", "CRM", "8.5 R10")
+
+# travelcurrent rows: current_id "Central=0, Departm.=H01000000-H7F000000, Travel=assoc_id",
+# systemlevel "10 = central, 9 = first child" (SOD tables/travelcurrent.md).
+CENTRAL: Row = {"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}
+SATELLITE: Row = {"travelcurrent_id": 1, "current_id": 0x01000002, "systemlevel": 9}
+TRAVELLER: Row = {"travelcurrent_id": 1, "current_id": 3, "systemlevel": 9}
 SYNCHRONIZER_3_2_284 = product_version(2, "InfoBridge", "Synchronizer", "3.2.284")
 
 
@@ -209,6 +215,9 @@ class Scenario:
     invitations: list[Row] = field(default_factory=list)
     after_r10: bool = True
     model_data: bytes | None = None  # DatabaseModel.ModelData of every model_versions row
+    # What this database is in the Travel hierarchy (SOD tables/travelcurrent.md): the central
+    # database by default; SATELLITE / TRAVELLER rows, or none at all.
+    travel_current: list[Row] = field(default_factory=lambda: [CENTRAL])
 
     def build(self, path: Path) -> Path:
         engine = create_engine(f"sqlite:///{path}")
@@ -258,7 +267,7 @@ class Scenario:
                     for i, n in enumerate(self.licences)
                 ],
             ),
-            ("travelcurrent", [{"travelcurrent_id": 1, "current_id": 0, "systemlevel": 10}]),
+            ("travelcurrent", self.travel_current),
             ("traveltransactionlog", self.travel_log),
             ("invitation", self.invitations),
             ("sequence", self._sequence_rows()),

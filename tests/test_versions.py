@@ -529,3 +529,27 @@ def test_synchronizer_ordering_is_numeric(
 def test_synchronizer_version_type_is_ordered() -> None:
     versions = sorted(SynchronizerVersion(parts, "") for parts in [(3, 10, 0), (3, 9, 9), (3, 2)])
     assert [version.parts for version in versions] == [(3, 2), (3, 9, 9), (3, 10, 0)]
+
+
+# --- SuperOffice's release notes and the R10 gate (issue 16) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "noted"),
+    [
+        ("8.5 R10", True),
+        ("SuperOffice G8 8.5 R10", True),
+        ("8.5 R09", False),
+        ("8.5 R11", False),
+        ("8.5.7346.1605", False),  # release unknown: the gate asks first
+        ("10.2.6.1269", False),
+    ],
+)
+def test_only_8_5_r10_gets_the_release_notes_note(text: str, noted: bool) -> None:
+    from setup_tool.versions import invites_documented_note
+
+    note = invites_documented_note(parse_superoffice_version(text))
+
+    assert (note is not None) is noted
+    if note:
+        assert "8.5 R11" in note and "SOD release-notes/8.5/index.md" in note

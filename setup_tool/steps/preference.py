@@ -8,8 +8,16 @@ from sqlalchemy import Connection, Insert, Update, func, literal, select, update
 from setup_tool.bookkeeping import Bookkeeping, record_previous_values
 from setup_tool.clock import NEVER
 from setup_tool.errors import SetupToolError
+from setup_tool.findings import PreferenceFinding
 from setup_tool.lock_waits import bound_lock_waits, retrying_lock_waits
-from setup_tool.preferences import DIARY_SYNC, SYSTEM_LEVEL, PreferenceRow, owner
+from setup_tool.preferences import (
+    DIARY_SYNC,
+    SYSTEM_LEVEL,
+    OverrideLimit,
+    PreferenceRow,
+    inserted_maxlevel,
+    owner,
+)
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.sequence import SequenceRowError, reserve_ids, reserve_ids_statement
 from setup_tool.steps import (
@@ -44,7 +52,8 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
             TITLE,
             "change",
             "No system-wide row exists: insert one (deflevel 2, owner 0) saying "
-            f"{pref.encoding.on!r}.",
+            f"{pref.encoding.on!r}, with maxlevel {inserted_maxlevel(pref.rows)} "
+            f"({_maxlevel_reason(pref)}).",
             rows=1,
             sample_ids=[next_id],
             sql=[
@@ -81,18 +90,30 @@ def _switch_on_plan(
 
 
 def plan_overrides(ctx: StepContext) -> StepPlan:
+    """The level 3-5 rows that switch it off and that SuperOffice honours once this run is done
+    (maxlevel, setup_tool.preferences); rows it does not honour are reported, never exit 4."""
     pref = ctx.findings.preference
     if ctx.findings.synchronizer.in_use is not True:
         return StepPlan(OVERRIDES_ID, OVERRIDES_TITLE, "skip", NO_SYNC)
-    off = pref.overrides_off
+    limit = limit_after_run(pref)
+    off = [r for r in pref.overrides if r.on is not True and limit.allows(r)]
+    ignored = [r for r in pref.overrides if r.on is not True and not limit.allows(r)]
+    if not off and ignored:
+        return StepPlan(
+            OVERRIDES_ID,
+            OVERRIDES_TITLE,
+            "done",
+            f"No row SuperOffice honours switches it off: {len(ignored)} row(s) that would are "
+            f"present but not honoured once this run is done (maxlevel {limit.maxlevel} of "
+            f"{limit.source}, or their own), and are left as they are.",
+            warnings=_not_honoured_warning(pref, limit, ignored),
+        )
     if not off or ctx.settings.fix_overrides:
-        return _switch_on_plan(
+        step = _switch_on_plan(
             ctx, OVERRIDES_ID, OVERRIDES_TITLE, off, "the database, group and individual rows"
         )
-    names = pref.owner_names
-    listed = "; ".join(
-        f"row {r.id} ({r.level_name}, {owner(r, names.get(r.id))}) = {r.value!r}" for r in off
-    )
+        step.warnings += _not_honoured_warning(pref, limit, ignored)
+        return step
     return StepPlan(
         OVERRIDES_ID,
         OVERRIDES_TITLE,
@@ -100,9 +121,45 @@ def plan_overrides(ctx: StepContext) -> StepPlan:
         f"{len(off)} row(s) switch Diary Synchronizer Active off for some users and are left as "
         "they are; run again with --fix-overrides to switch them on.",
         sample_ids=[r.id for r in off],
-        warnings=[f"Left off: {listed}."],
+        warnings=[f"Left off: {_listed(pref, off)}.", *_not_honoured_warning(pref, limit, ignored)],
         action_required=True,
     )
+
+
+def limit_after_run(pref: PreferenceFinding) -> OverrideLimit:
+    """The maxlevel that governs once the run is done: the system row's, or the inserted one's."""
+    if pref.system:
+        return pref.limit
+    return OverrideLimit(inserted_maxlevel(pref.rows), None, "the system-wide row this run inserts")
+
+
+def _maxlevel_reason(pref: PreferenceFinding) -> str:
+    if pref.limit.maxlevel is not None:
+        return (
+            f"as {pref.limit.source} allows today, so the run changes which overrides "
+            "SuperOffice honours in no way"
+        )
+    return "Diary Synchronizer Active is a Global preference, set at the system level only"
+
+
+def _listed(pref: PreferenceFinding, rows: list[PreferenceRow]) -> str:
+    names = pref.owner_names
+    return "; ".join(
+        f"row {r.id} ({r.level_name}, {owner(r, names.get(r.id))}) = {r.value!r}" for r in rows
+    )
+
+
+def _not_honoured_warning(
+    pref: PreferenceFinding, limit: OverrideLimit, rows: list[PreferenceRow]
+) -> list[str]:
+    if not rows:
+        return []
+    readings = "; ".join(f"row {r.id}: {limit.reading(r)}" for r in rows)
+    return [
+        f"Present but not honoured, left as they are: {_listed(pref, rows)} ({readings}). "
+        'SuperOffice applies a level 3-5 row only within maxlevel, the "highest override '
+        'level allowed" (SOD tables/userpreference.md; how NetServer applies it is inferred).'
+    ]
 
 
 def _next_id(conn: Connection, tables: SuperOfficeTables) -> int:
@@ -125,12 +182,10 @@ def _next_id(conn: Connection, tables: SuperOfficeTables) -> int:
 def insert_statement(ctx: StepContext, new_id: SqlValue, now: SqlValue | None = None) -> Insert:
     up = ctx.tables.userpreference
     pref = ctx.findings.preference
-    # maxlevel: copy what this preference's other rows say; a global preference otherwise.
-    maxlevel = max((r.maxlevel for r in pref.rows), default=SYSTEM_LEVEL)
     return up.insert().values(
         userpreference_id=new_id,
         deflevel=SYSTEM_LEVEL,
-        maxlevel=maxlevel,
+        maxlevel=inserted_maxlevel(pref.rows),
         owner_id=0,
         prefsection=DIARY_SYNC[0],
         prefkey=DIARY_SYNC[1],
