@@ -151,10 +151,11 @@ def test_sqlite_busy_message_names_holder_and_what_to_do(sqlite_file: Path) -> N
 def test_sqlite_holder_killed_with_sigkill_leaves_no_lock(sqlite_file: Path) -> None:
     url = sqlite_url(sqlite_file)
     with holding_process(url) as holder:
+        assert run_child(url).returncode == ExitCode.BUSY  # it really holds the lock...
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
-        with run_lock(engine_for(url)):
-            pass
+        with run_lock(engine_for(url)):  # ...and its death released it: now it is ours
+            assert run_child(url).returncode == ExitCode.BUSY
 
 
 def test_sqlite_database_file_is_untouched(sqlite_file: Path) -> None:
@@ -184,8 +185,13 @@ def test_sqlite_timeout_waits_at_least_as_long_as_asked(sqlite_file: Path) -> No
 
 def test_sqlite_waiter_gets_the_lock_when_holder_finishes(sqlite_file: Path) -> None:
     url = sqlite_url(sqlite_file)
-    with holding_process(url, "0.5"), run_lock(engine_for(url), timeout_seconds=20):
-        assert run_child(url).returncode == ExitCode.BUSY
+    with holding_process(url, "0.5"):
+        started = time.monotonic()
+        with run_lock(engine_for(url), timeout_seconds=20):
+            waited = time.monotonic() - started
+            assert run_child(url).returncode == ExitCode.BUSY
+    # It waited for the holder (who keeps it 0.5 s after saying so), not for the timeout.
+    assert 0.2 <= waited < 10
 
 
 def test_sqlite_second_lock_in_the_same_process_is_busy(sqlite_file: Path) -> None:
@@ -296,6 +302,15 @@ def test_a_real_upgrade_of_a_database_in_a_folder_with_spaces(tmp_path: Path) ->
     path = tmp_path / "x y Ø" / "crm db Ø.db"
     path.parent.mkdir()
     build_demo_database(path, DemoOptions(appointments=600, now=DEMO_NOW))
+    with holding_process(f"sqlite:///{path}"):  # the CLI takes the same lock under that name
+        busy = subprocess.run(
+            [*TOOL, "upgrade", "--database-url", f"sqlite:///{quote(str(path))}", "--unattended"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    assert busy.returncode == ExitCode.BUSY, busy.stderr
     for url in (f"sqlite:///{path}", f"sqlite:///{quote(str(path))}"):
         done = subprocess.run(
             [*TOOL, "upgrade", "--database-url", url, "--unattended", "--fix-overrides"],
@@ -503,7 +518,10 @@ def test_pg_waiter_polls_until_the_holder_is_done(pg_database: PostgresDatabase)
     with holding_process(pg_database.url(), "0.5"):
         started = time.monotonic()
         with run_lock(engine, timeout_seconds=20):
-            assert time.monotonic() - started < 20
+            waited = time.monotonic() - started
+            assert run_child(pg_database.url()).returncode == ExitCode.BUSY
+    # It waited for the holder (who keeps it 0.5 s after saying so), not for the timeout.
+    assert 0.2 <= waited < 10
     with holding_process(pg_database.url()):
         started = time.monotonic()
         with pytest.raises(LockBusyError), run_lock(engine, timeout_seconds=0.5):

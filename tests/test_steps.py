@@ -505,11 +505,16 @@ def test_superoffice_too_old_blocks_before_any_write(tmp_path: Path) -> None:
     assert result.run_id is None
     gate = steps_of(result)["gate"]
     assert gate.decision == "blocked" and "older than 8.5 R10" in gate.reason
-    assert all(
-        s.decision == "skip"
-        for k, s in steps_of(result).items()
-        if k in ("preference", "overrides", "mark_invites")
-    )
+    # Every step is there, and none after the gate changes anything (an `all()` over the
+    # steps it finds would also pass with no step at all).
+    assert {k: s.decision for k, s in steps_of(result).items()} == {
+        "gate": "blocked",
+        "preference": "skip",
+        "overrides": "skip",
+        "mark_invites": "skip",
+        "synchronizer_check": "done",
+    }
+    assert all(s.rows == 0 for s in steps_of(result).values())
     assert path.read_bytes() == content
     assert tables_named(path, "setup_tool") == []
 
