@@ -7,12 +7,11 @@ created and evolved by the alembic migrations in `migrations/`.
 from __future__ import annotations
 
 import functools
-import getpass
 import io
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
@@ -25,6 +24,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     Index,
     Insert,
     Integer,
@@ -34,16 +34,20 @@ from sqlalchemy import (
     String,
     Table,
     UnicodeText,
+    Update,
     inspect,
     select,
     update,
 )
 
 from setup_tool import __version__
+from setup_tool.logs import LOGGER
 from setup_tool.resources import migrations_dir
 
 VERSION_TABLE = "setup_tool_alembic_version"
-BOOKKEEPING_HEAD = "0002"  # the newest migration in migrations/versions
+TOOL_VERSION_LENGTH = 40  # setup_tool_run.tool_version
+SCRIPT_RUN_WORD = "script"  # in tool_version: the run of a T-SQL script (setup_tool.tsql_script)
+BOOKKEEPING_HEAD = "0003"  # the newest migration in migrations/versions
 
 
 def _tables(metadata: MetaData, schema: str | None) -> None:
@@ -57,7 +61,7 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         Column("finished_at", DateTime),
         Column("outcome", String(30)),
         Column("exit_code", Integer),
-        Column("tool_version", String(40), nullable=False),
+        Column("tool_version", String(TOOL_VERSION_LENGTH), nullable=False),
         Column("host", String(255), nullable=False),
         Column("os_user", String(255), nullable=False),
         Column("acting_associate_id", Integer, nullable=False),
@@ -87,6 +91,8 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         Column("batches_done", Integer, nullable=False, default=0),
         Column("started_at", DateTime, nullable=False),
         Column("finished_at", DateTime),
+        # The run that completed the step (revision 0003): a later run when it resumed it.
+        Column("finished_by_run_id", Integer),
         # Named as revision 0001 names it: `index=True` would put the schema in the name.
         Index("ix_setup_tool_step_run_id", "run_id"),
         schema=schema,
@@ -120,6 +126,29 @@ def _tables(metadata: MetaData, schema: str | None) -> None:
         schema=schema,
     )
     Table(
+        # One row per committed marking batch (revision 0003): what the report draws and a
+        # support case reads. `run_id` is the run that ran the batch, which for a resumed step
+        # is not the run that opened it.
+        "setup_tool_batch",
+        metadata,
+        Column(
+            "batch_id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("run_id", Integer, nullable=False),
+        Column("step_row_id", Integer, nullable=False),
+        Column("batch_no", Integer, nullable=False),
+        Column("lo", BigInteger, nullable=False),
+        Column("hi", BigInteger, nullable=False),
+        Column("rows_changed", Integer, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("finished_at", DateTime, nullable=False),
+        Index("ix_setup_tool_batch_step_batch", "step_row_id", "batch_no"),
+        schema=schema,
+    )
+    Table(
         "setup_tool_candidate",
         metadata,
         Column("step_row_id", Integer, primary_key=True, autoincrement=False),
@@ -137,6 +166,7 @@ class Bookkeeping:
     step: Table
     previous_value: Table
     candidate: Table
+    batch: Table
 
     @classmethod
     def for_schema(cls, schema: str | None) -> Bookkeeping:
@@ -149,6 +179,7 @@ class Bookkeeping:
             step=metadata.tables[prefix + "setup_tool_step"],
             previous_value=metadata.tables[prefix + "setup_tool_previous_value"],
             candidate=metadata.tables[prefix + "setup_tool_candidate"],
+            batch=metadata.tables[prefix + "setup_tool_batch"],
         )
 
     @property
@@ -251,6 +282,10 @@ def bookkeeping_sql(
     buffer = io.StringIO()
     config = alembic_config(schema)
     config.attributes["dialect_name"] = dialect_name
+    # A connected run on SQL Server 2012 or newer creates NVARCHAR(max), never the deprecated
+    # NTEXT: the offline script must create the same types (migrations/env.py passes this on).
+    if dialect_name == "mssql":
+        config.attributes["dialect_opts"] = {"deprecate_large_types": True}
     config.attributes["output_buffer"] = buffer
     span = f"{since_revision}:head" if since_revision else "head"
     command.upgrade(config, span, sql=True)
@@ -291,18 +326,36 @@ def finish_run(conn: Connection, books: Bookkeeping, run_id: int, **values: Any)
 
 def close_dead_runs(conn: Connection, books: Bookkeeping) -> None:
     """Runs still marked running while we hold the lock died (killed, crashed, lost connection)."""
-    conn.execute(
+    conn.execute(dead_runs_statement(books))
+
+
+def dead_runs_statement(books: Bookkeeping) -> Update:
+    """Records runs still marked running as interrupted: only for a caller holding the lock."""
+    return (
         update(books.run)
         .where(books.run.c.status == "running")
         .values(status="interrupted", outcome="interrupted")
     )
 
 
+def script_run_mark(script_id: str) -> str:
+    """The tool_version of a run the T-SQL script records: the version and the script's own id,
+    which its later batches (and a re-run of the same script) find the run by."""
+    mark = f"{__version__} {SCRIPT_RUN_WORD} {script_id}"
+    if len(mark) > TOOL_VERSION_LENGTH:
+        raise ValueError(f"script run mark {mark!r} is longer than {TOOL_VERSION_LENGTH}")
+    return mark
+
+
+def is_script_run(tool_version: str | None) -> bool:
+    return f" {SCRIPT_RUN_WORD} " in (tool_version or "")
+
+
 def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some service accounts and containers
-        return "unknown"
+    # DOMAIN\user on Windows: the account integrated login presents (setup_tool.os_account).
+    from setup_tool.os_account import os_account
+
+    return os_account()
 
 
 def runs(conn: Connection, books: Bookkeeping) -> list[dict[str, Any]]:
@@ -318,18 +371,93 @@ def runs(conn: Connection, books: Bookkeeping) -> list[dict[str, Any]]:
     return result
 
 
+FIRST_KEY = -(2**31)  # where a marking's keyset starts (setup_tool.steps.mark_invites)
+
+
+def record_batch_timing(
+    conn: Connection,
+    books: Bookkeeping,
+    run_id: int,
+    step_row_id: int,
+    batch_no: int,
+    lo: int,
+    hi: int,
+    rows: int,
+    seconds: float,
+) -> None:
+    """Keep one marking batch's range (lo, hi], rows and duration, in the batch's own
+    transaction: it commits with the batch or not at all, so the timings never claim a batch
+    that was rolled back. Logged at debug level for the support log."""
+    conn.execute(
+        books.batch.insert().values(
+            run_id=run_id,
+            step_row_id=step_row_id,
+            batch_no=batch_no,
+            lo=lo,
+            hi=hi,
+            rows_changed=rows,
+            seconds=round(float(seconds), 6),
+            finished_at=datetime.now(UTC).replace(tzinfo=None),
+        )
+    )
+    # The first batch starts below every id (the keyset's sentinel): say "up to" instead.
+    span = f"{lo + 1}..{hi}" if lo > FIRST_KEY else f"up to {hi}"
+    LOGGER.debug(
+        "batch %d of step %d (appointment_id %s): %s rows in %.3f s",
+        batch_no,
+        step_row_id,
+        span,
+        f"{rows:,}",
+        seconds,
+    )
+
+
+def batch_timings(conn: Connection, books: Bookkeeping, run_id: int) -> list[dict[str, Any]]:
+    """The batches `run_id` committed, in the order it ran them."""
+    b = books.batch
+    rows = conn.execute(
+        select(b).where(b.c.run_id == run_id).order_by(b.c.finished_at, b.c.batch_id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def steps_of_run(conn: Connection, books: Bookkeeping, run_id: int) -> list[dict[str, Any]]:
+    """The step rows a run opened, and those of earlier runs it resumed and finished."""
+    s = books.step
+    rows = conn.execute(
+        select(s)
+        .where((s.c.run_id == run_id) | (s.c.finished_by_run_id == run_id))
+        .order_by(s.c.step_row_id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def stored_report(conn: Connection, books: Bookkeeping, run_id: int) -> str | None:
+    """The JSON report a run kept (None: no such run, or it kept none)."""
+    return conn.execute(
+        select(books.run.c.report_json).where(books.run.c.run_id == run_id)
+    ).scalar_one_or_none()
+
+
 def describe_lock_holder(conn: Connection, books: Bookkeeping) -> str | None:
     """Who is (or was last) running: the newest run still marked running."""
+    run = books.run
     row = conn.execute(
-        select(books.run.c.run_id, books.run.c.host, books.run.c.os_user, books.run.c.started_at)
-        .where(books.run.c.status == "running")
-        .order_by(books.run.c.run_id.desc())
+        select(run.c.run_id, run.c.host, run.c.os_user, run.c.started_at, run.c.tool_version)
+        .where(run.c.status == "running")
+        .order_by(run.c.run_id.desc())
         .limit(1)
     ).first()
     if row is None:
         return None
     started = f"{row.started_at:%Y-%m-%d %H:%M:%S}"
-    return f"run {row.run_id} started {started} UTC by {row.os_user} on {row.host}"
+    # A DBA's T-SQL script holds the same lock as a run of the tool (setup_tool.tsql_script).
+    what = (
+        f"the T-SQL script's run {row.run_id} ({row.tool_version})"
+        if is_script_run(row.tool_version)
+        else f"run {row.run_id}"
+    )
+    return f"{what} started {started} UTC by {row.os_user} on {row.host}"
 
 
 def lock_holder(engine: Engine, books: Bookkeeping) -> str:

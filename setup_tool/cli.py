@@ -25,18 +25,22 @@ from setup_tool.cli_inputs import (
     timestamp,
 )
 from setup_tool.cli_options import (
+    ANSWERS,
     ASSOCIATE_ID,
     BATCH_SIZE,
     CONTEXT_SETTINGS,
     LOCK_TIMEOUT,
+    RUN,
     RUN_ID,
     Seconds,
     SetupToolGroup,
     answer_options,
+    colour_option,
     config_option,
     connection_options,
     option,
     output_options,
+    upgrade_output_options,
 )
 from setup_tool.cli_outputs import (
     check_outputs,
@@ -48,13 +52,16 @@ from setup_tool.cli_outputs import (
     warn_password_on_command_line,
 )
 from setup_tool.console import Console
-from setup_tool.errors import ExitCode, SetupToolError, UsageError
+from setup_tool.errors import ExitCode, OperatorCancelled, UsageError
 from setup_tool.lock_waits import (
     DEFAULT_LOCK_WAIT_RETRIES,
     DEFAULT_LOCK_WAIT_SECONDS,
+    HOLDING_LOCK_WAIT_SECONDS,
     MAX_LOCK_WAIT_SECONDS,
+    MAX_PAUSE_BETWEEN_BATCHES_SECONDS,
 )
 from setup_tool.logs import LOGGER
+from setup_tool.output_files import default_output_file
 
 if TYPE_CHECKING:
     pass
@@ -88,51 +95,61 @@ def cli() -> None:
 @answer_options
 @option(
     "--unattended",
+    group=RUN,
     is_flag=True,
     help="Never prompt, never read stdin: every answer from options, SETUP_TOOL_* variables "
     "or --config. Always writes a log file.",
 )
 @option(
     "--dry-run",
+    group=RUN,
     is_flag=True,
     help="Change nothing; report what a real run would do, with row counts and SQL.",
 )
 @option(
     "-y",
     "--yes",
+    group=RUN,
     is_flag=True,
     help="Wizard: answer yes to the confirmation (findings and plan are still shown).",
 )
 @option(
     "--save-answers",
+    group=ANSWERS,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Save this run's answers (connection, versions, choices; never the password) as an "
     "answer file for --config, e.g. for the unattended run on the production server.",
 )
 @option(
     "--detailed-exitcode",
+    group=RUN,
     is_flag=True,
     help="With --dry-run: exit 10 when changes are pending, 0 when there is nothing to do.",
 )
 @option(
     "--fix-overrides",
+    group=ANSWERS,
     is_flag=True,
     help="Also switch on group/individual rows that switch Diary Synchronizer Active off.",
 )
 @option(
     "--acting-associate",
+    group=RUN,
     type=ASSOCIATE_ID,
     default=0,
     help="Associate id written to updated_associate_id (0 = system).",
 )
 @option(
     "--batch-size",
+    group=RUN,
     type=BATCH_SIZE,
-    default=2000,
-    help="Appointments per batch (one transaction each).",
+    default=1000,  # UpgradeSettings.batch_size: chosen by the online benchmark
+    help="Appointments per batch (one transaction each; at most 4,000 on SQL Server, where 5,000 "
+    "locks escalate to a table lock).",
 )
 @option(
     "--lock-timeout",
+    group=RUN,
     type=LOCK_TIMEOUT,
     default=None,
     show_default="0 unattended, 30 in the wizard",
@@ -140,14 +157,25 @@ def cli() -> None:
 )
 @option(
     "--lock-wait",
+    group=RUN,
     type=Seconds(0, MAX_LOCK_WAIT_SECONDS, min_open=True),
     default=DEFAULT_LOCK_WAIT_SECONDS,
     help="Seconds a batch waits for rows another session (a user) has locked. A batch that "
     f"waited that long, or lost a deadlock, is tried again {DEFAULT_LOCK_WAIT_RETRIES} times "
     "with pauses of 1/4, 1/2 and 1 times this; then the run stops with exit code 1 "
-    "(resumable).",
+    "(resumable). While a batch holds rows of its own it waits at most "
+    f"{HOLDING_LOCK_WAIT_SECONDS:g} s, then lets them go and waits for the busy rows alone, so "
+    "users never queue long behind it.",
 )
-@output_options
+@option(
+    "--pause-between-batches",
+    group=RUN,
+    type=Seconds(0, MAX_PAUSE_BETWEEN_BATCHES_SECONDS),
+    default=0.0,
+    help="Seconds the marking rests between two batches, holding no lock: for a server that is "
+    "busy during office hours. The plan's estimate includes the pauses.",
+)
+@upgrade_output_options
 @click.pass_context
 @exits
 def upgrade(ctx: click.Context, /, **o: Any) -> int:
@@ -164,8 +192,10 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.interaction import UnattendedInteraction, WizardInteraction
     from setup_tool.report import render_report
     from setup_tool.report_model import report_model
+    from setup_tool.run_details import gather_run_details
     from setup_tool.steps import UpgradeSettings
-    from setup_tool.upgrade import InterruptedUpgrade, UpgradeResult, dry_run_outcome, run_upgrade
+    from setup_tool.support_log import log_database, log_environment, log_options
+    from setup_tool.upgrade import InterruptedUpgrade, run_upgrade
 
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
     unattended, dry_run = o["unattended"], o["dry_run"]
@@ -180,41 +210,41 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
     stamp = timestamp()
     log_file = log_file_path(o, always=unattended or not dry_run, stamp=stamp)
-    default_report = None if dry_run else Path(f"setup-tool-{stamp}-report.html")
-    check_outputs(o, log_file, o["database_url"], default_report)  # before anything is written
-    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
-    LOGGER.info(
-        "setup-tool %s upgrade%s%s",
-        __version__,
-        " --dry-run" if dry_run else "",
-        " --unattended" if unattended else "",
+    default_report = (
+        None
+        if dry_run or o["report"]
+        else default_output_file(f"setup-tool-{stamp}-report.html")  # printed at the end
     )
+    # before anything is written
+    check_outputs(o, log_file, o["database_url"], default_report, sql_allowed=dry_run)
+    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
+    log_environment(
+        "upgrade" + (" --dry-run" if dry_run else "") + (" --unattended" if unattended else "")
+    )
+    log_options(ctx)
     settings = settings_with_logging(ctx, o, unattended, log_file)
-    check_outputs(o, log_file, settings.database_url, default_report)  # the wizard may have asked
+    # again: the wizard may have asked for the database
+    check_outputs(o, log_file, settings.database_url, default_report, sql_allowed=dry_run)
     warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=dry_run)
     try:
-        LOGGER.info("database %s (%s, table prefix %s)", db.display_url, db.dialect_name, db.schema)
-
-        def describe(plan: Any) -> str:
-            outcome, code = dry_run_outcome(plan, False)
-            model = report_model(UpgradeResult(plan, "dry-run", outcome, code), db)
-            for step in model["steps"]:
-                step["sql"] = []  # the console shows the plan; the SQL is in the report
-            return render_report(model, "text")
-
+        log_database(db)
         interaction = (
             UnattendedInteraction()
             if unattended
-            else WizardInteraction(console, describe, assume_yes=o["yes"])
+            else WizardInteraction(console, assume_yes=o["yes"])
         )
         lock_timeout = (
             o["lock_timeout"] if o["lock_timeout"] is not None else (0.0 if unattended else 30.0)
         )
         upgrade_settings = UpgradeSettings(
-            o["acting_associate"], o["batch_size"], o["fix_overrides"], o["lock_wait"]
+            o["acting_associate"],
+            o["batch_size"],
+            o["fix_overrides"],
+            o["lock_wait"],
+            pause_between_batches=o["pause_between_batches"],
         )
-        progress = console.progress("Marking invite appointments")
+        progress = console.progress("Marking")
         with stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
@@ -238,13 +268,18 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             save_answers(o["save_answers"], settings, result.plan.answers, o)
         if script:
             return emit_script(db, result, upgrade_settings, o["report"])
-        model = report_model(result, db, log_file=str(log_file) if log_file else None)
+        model = report_model(
+            result,
+            db,
+            log_file=str(log_file) if log_file else None,
+            details=gather_run_details(db, result),
+        )
         report_path = emit_report(
             console, model, o, render_report, default_report, outcome_stands=not dry_run
         )
         if result.run_id is not None:
             store_report(db, result.run_id, model)
-        print_summary(result, report_path, log_file, dry_run)
+        print_summary(result, report_path, log_file, dry_run, console)
         LOGGER.info("outcome %s, exit code %s", result.outcome, int(result.exit_code))
         return int(result.exit_code)
     finally:
@@ -298,6 +333,14 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
 )
 @config_option
 @connection_options
+@option(
+    "--run",
+    "run_id",
+    group=RUN,
+    type=RUN_ID,
+    default=None,
+    help="Show the report run ID kept when it ran (in --format), instead of the list.",
+)
 @output_options
 @click.pass_context
 @exits
@@ -305,11 +348,12 @@ def history(ctx: click.Context, /, **o: Any) -> int:
     """List this tool's past runs on the database, newest first; changes nothing.
 
     \b
-    Example:
+    Examples:
       setup-tool history --database-url sqlite:///crm.db --format html --report runs.html
+      setup-tool history --database-url sqlite:///crm.db --run 3 --format html --report run3.html
     """
     from setup_tool.bookkeeping import installed_revision, runs
-    from setup_tool.report import render_history
+    from setup_tool.report import render_history, render_report
     from setup_tool.report_model import history_model
 
     log_file = log_file_path(o, False, timestamp())
@@ -320,6 +364,9 @@ def history(ctx: click.Context, /, **o: Any) -> int:
     warn_password_on_command_line(ctx, o)
     db = open_database_for(settings, read_only=True)
     try:
+        if o["run_id"] is not None:
+            emit_report(Console(o["quiet"]), _stored_report(db, o["run_id"]), o, render_report)
+            return ExitCode.DONE
         with db.engine.connect() as conn:
             past = runs(conn, db.books) if installed_revision(conn, db.schema) else []
         emit_report(Console(o["quiet"]), history_model(past, db), o, render_history)
@@ -336,19 +383,33 @@ def history(ctx: click.Context, /, **o: Any) -> int:
 @option(
     "--run",
     "run_ids",
+    group=RUN,
     type=RUN_ID,
     multiple=True,
     help="Undo only this run (repeatable); default: every run not yet undone.",
 )
-@option("--unattended", is_flag=True, help="Do not ask for confirmation; never read stdin.")
+@option(
+    "--unattended",
+    group=RUN,
+    is_flag=True,
+    help="Do not ask for confirmation; never read stdin.",
+)
+@option(
+    "--dry-run",
+    group=RUN,
+    is_flag=True,
+    help="Change nothing; show exactly what undo would put back (counts and sample ids).",
+)
 @option(
     "--acting-associate",
+    group=RUN,
     type=ASSOCIATE_ID,
     default=0,
     help="Associate id written to the travel log (0 = system).",
 )
 @option(
     "--lock-timeout",
+    group=RUN,
     type=LOCK_TIMEOUT,
     default=0.0,
     help="Seconds to wait for another run's lock.",
@@ -364,28 +425,53 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
       setup-tool undo --database-url sqlite:///crm.db --run 3
     """
     from setup_tool.preconditions import require_undo_preconditions
+    from setup_tool.report import infer_format
+    from setup_tool.support_log import log_database, log_environment, log_options
+    from setup_tool.undo import plan_undo
     from setup_tool.undo import undo as undo_changes
 
     console = Console(quiet=o["quiet"], verbose=o["verbose"])
+    dry_run = o["dry_run"]
+    if dry_run and infer_format(o["report"], o["report_format"]) not in ("text", "json"):
+        raise UsageError(
+            "undo --dry-run writes its plan as text or JSON.",
+            "Use --format text or --format json (or a .txt or .json --report).",
+        )
     stamp = timestamp()
-    log_file = log_file_path(o, True, stamp)
+    log_file = log_file_path(o, not dry_run, stamp)
     check_outputs(o, log_file, o["database_url"])  # before anything is written
     start_logging(ctx, log_file, password_given(ctx), o["verbose"])
-    LOGGER.info("setup-tool %s undo", __version__)
-    settings = settings_with_logging(ctx, o, o["unattended"], log_file)
+    log_environment("undo" + (" --dry-run" if dry_run else ""))
+    log_options(ctx)
+    settings = settings_with_logging(ctx, o, o["unattended"] or dry_run, log_file)
     check_outputs(o, log_file, settings.database_url)
     warn_password_on_command_line(ctx, o)
-    db = open_database_for(settings, read_only=False)
+    db = open_database_for(settings, read_only=dry_run)
     try:
+        log_database(db)
         # Rights, records this version knows, the travel log: before asking, before writing.
-        require_undo_preconditions(db, list(o["run_ids"]) or None)
-        if not o["unattended"] and not click.confirm(
-            f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
-            default=False,
-            err=True,
-        ):
-            raise SetupToolError("Cancelled: nothing was changed.")
-        progress = console.progress("Restoring appointments")
+        if not dry_run:
+            require_undo_preconditions(db, list(o["run_ids"]) or None)
+        plan = plan_undo(db, list(o["run_ids"]) or None)
+        for line in plan.lines():
+            LOGGER.info("undo plan: %s", line)
+        if dry_run:
+            _emit_undo_plan(o, plan)
+            return ExitCode.DONE
+        if not o["unattended"]:
+            # What it will put back, on the terminal with the question.
+            console.tell()
+            for line in plan.lines():
+                console.tell(line)
+            if not click.confirm(
+                f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
+                default=False,
+                err=True,
+            ):
+                LOGGER.info("decision: the operator declined to undo")
+                raise OperatorCancelled("Cancelled: nothing was changed.")
+            LOGGER.info("decision: undo")
+        progress = console.progress("Restoring")
         try:
             result = undo_changes(
                 db,
@@ -401,17 +487,58 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
         else:
             console.say(
                 f"Undid run(s) {', '.join(map(str, result.undone_runs))}: "
-                f"{result.restored} row(s) restored, {result.removed} removed."
+                f"{result.restored:,} row(s) restored, {result.removed:,} removed."
             )
         for conflict in result.conflicts[:20]:
             console.warn(f"Left as it is (changed by someone else since): {conflict}")
         if len(result.conflicts) > 20:
-            console.warn(f"... and {len(result.conflicts) - 20} more (see the log).")
+            console.warn(f"... and {len(result.conflicts) - 20:,} more (see the log).")
         LOGGER.info("undo: %s", result)
+        LOGGER.info("outcome exit code %s", int(result.exit_code))
         click.echo(f"Log: {log_file}", err=True)
         return int(result.exit_code)
     finally:
         db.dispose()
+
+
+def _emit_undo_plan(o: dict[str, Any], plan: Any) -> None:
+    """undo --dry-run: the plan on stdout, or in --report, as text or JSON."""
+    import json
+
+    from setup_tool.report import STDOUT, infer_format, write_text_file
+
+    fmt = infer_format(o["report"], o["report_format"])
+    text = (
+        json.dumps(plan.model(), indent=2) + "\n"
+        if fmt == "json"
+        else "\n".join(["setup-tool undo --dry-run: nothing was changed", *plan.lines()]) + "\n"
+    )
+    if o["report"] is None or o["report"] == STDOUT:
+        click.echo(text, nl=False)
+    else:
+        write_text_file(o["report"], text)
+        click.echo(f"Report: {o['report']}", err=True)
+
+
+def _stored_report(db: Any, run_id: int) -> dict[str, Any]:
+    """The report a run kept in the database, in the shape today's templates read."""
+    import json
+
+    from setup_tool.bookkeeping import installed_revision, stored_report
+    from setup_tool.report_model import normalised_stored_report
+
+    with db.engine.connect() as conn:
+        text = (
+            stored_report(conn, db.books, run_id) if installed_revision(conn, db.schema) else None
+        )
+    if not text:
+        raise UsageError(
+            f"Run {run_id} kept no report in this database (no such run, or it stopped "
+            "before it could write one).",
+            "See 'setup-tool history' for the runs and which of them kept a report.",
+        )
+    model: dict[str, Any] = normalised_stored_report(json.loads(text))
+    return model
 
 
 def _which_runs(run_ids: tuple[int, ...]) -> str:
@@ -471,6 +598,7 @@ def _which_runs(run_ids: tuple[int, ...]) -> str:
 @option("--travel/--no-travel", default=False, help="Travel/EnableTravel on or off.")
 @option("--seed", type=int, default=2019, help="Random seed (same seed, same database).")
 @option("--overwrite", is_flag=True, help="Replace an existing file.")
+@colour_option
 @exits
 def demo(path: Path, **o: Any) -> int:
     """Build an embedded SuperOffice-shaped demo database (SQLite) to try the tool on.

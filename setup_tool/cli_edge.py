@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from setup_tool.console import Console
+from setup_tool.console_encoding import encode_any_text
 from setup_tool.errors import ExitCode, SetupToolError
 from setup_tool.logs import FILE_ONLY, LOGGER
 
@@ -41,6 +42,7 @@ def exits(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         ctx = click.get_current_context()
+        encode_any_text()  # a cp850/cp1252/ASCII console must never end a run
         console = Console()
         raised = True
         try:
@@ -48,7 +50,8 @@ def exits(fn: F) -> F:
                 code = fn(*args, **kwargs)
             raised = False
         except SetupToolError as error:
-            LOGGER.error(str(error), extra=FILE_ONLY)
+            # A clean stop (the operator said no, a resumable interruption) is not an ERROR.
+            LOGGER.log(_log_level(error), str(error), extra=FILE_ONLY)
             console.error(str(error))
             code = error.exit_code
         except KeyboardInterrupt:
@@ -66,6 +69,16 @@ def exits(fn: F) -> F:
         ctx.exit(int(code))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_level(error: SetupToolError) -> int:
+    import logging
+
+    if error.exit_code == ExitCode.INTERRUPTED:
+        return logging.WARNING
+    if error.exit_code == ExitCode.CANCELLED:
+        return logging.INFO
+    return logging.ERROR
 
 
 LOG_FILE_KEY = "setup_tool.log_file"  # ctx.meta: the log file of this command, once it is open
@@ -169,11 +182,19 @@ def unexpected(ctx: click.Context, console: Console, error: Exception) -> ExitCo
     elif isinstance(error, SQLAlchemyError):
         console.error(f"Database error: {error}.\n{again}")
     else:
-        console.error(
-            f"Unexpected error: {type(error).__name__}: {error}. The log file has "
-            "the details; please report it."
-        )
+        console.error(f"Unexpected error: {type(error).__name__}: {error}. {_details(ctx)}")
     return ExitCode.FAILED
+
+
+def _details(ctx: click.Context) -> str:
+    """Where the traceback is: the log file, when this command writes one (a dry run, detect
+    and history write none unless asked)."""
+    if log_file := ctx.meta.get(LOG_FILE_KEY):
+        return f"The log file {log_file} has the details; please report it."
+    return (
+        "No log file was written: run the same command again with --log-file FILE to record "
+        "the details, and please report it."
+    )
 
 
 class CtrlC:

@@ -14,7 +14,7 @@ from setup_tool.cli_edge import LOG_FILE_KEY
 from setup_tool.cli_options import EARLY_WARNINGS_KEY
 from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY
 from setup_tool.errors import UsageError
-from setup_tool.logs import FILE_ONLY, LOGGER, configure_logging
+from setup_tool.logs import DEFAULT_LOG_LEVEL, FILE_ONLY, LOG_LEVELS, LOGGER, configure_logging
 
 if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
@@ -23,10 +23,15 @@ if TYPE_CHECKING:
 
 def timestamp() -> str:
     """The time, for default file names; -2, -3... when a run in the same second took it."""
+    from setup_tool.output_files import default_output_folder
+
     base = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = default_output_folder()
     for n in range(1, 1000):
         stamp = base if n == 1 else f"{base}-{n}"
-        if not any(Path(f"setup-tool-{stamp}{end}").exists() for end in (".log", "-report.html")):
+        if not any(
+            (folder / f"setup-tool-{stamp}{end}").exists() for end in (".log", "-report.html")
+        ):
             return stamp
     return base
 
@@ -82,8 +87,10 @@ def connection_settings(
 def start_logging(
     ctx: click.Context, log_file: Path | None, secret: str | None, verbose: bool
 ) -> None:
-    """Log from the start (a missing answer is logged too); errors then say where the log is."""
-    configure_logging(log_file, secret, verbose)
+    """Log from the start (a missing answer is logged too); errors then say where the log is.
+    The detail is the command's --log-level (debug when it has none)."""
+    level = LOG_LEVELS[ctx.params.get("log_level") or DEFAULT_LOG_LEVEL]
+    configure_logging(log_file, secret, verbose, level)
     if log_file is not None:
         ctx.meta[LOG_FILE_KEY] = log_file
     for warning in ctx.meta.pop(EARLY_WARNINGS_KEY, []):  # shown before the log was open
@@ -166,13 +173,18 @@ def operator_answers(o: dict[str, Any]) -> Any:
         known_builds_file=o["known_builds"],
         invites_since=o["invites_since"],
         footprints=footprints,
+        preference_on_by_default=o["preference_on_by_default"],
     )
 
 
 def log_file_path(o: dict[str, Any], always: bool, stamp: str) -> Path | None:
+    """--log-file, else (when this command always logs) one in the tool's own folder, never
+    the working directory (output_files.default_output_folder)."""
+    from setup_tool.output_files import default_output_file
+
     if o["log_file"]:
         return Path(o["log_file"])
-    return Path(f"setup-tool-{stamp}.log") if always else None
+    return default_output_file(f"setup-tool-{stamp}.log") if always else None
 
 
 def open_database_for(settings: ConnectionSettings, read_only: bool) -> Database:

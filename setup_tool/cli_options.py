@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -19,13 +20,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
-    """click.option that also reads SETUP_TOOL_<NAME> and shows it (and the default) in --help."""
+# The sections of a command's --help, in this order; an option names its own (`group=`).
+CONNECTION, ANSWERS, RUN, OUTPUT = "Connection", "Answer", "Run", "Output"
+HELP_GROUPS = (CONNECTION, ANSWERS, RUN, OUTPUT)
+
+
+class GroupedOption(click.Option):
+    """An option that knows which --help section it belongs to."""
+
+    def __init__(self, *args: Any, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """--help lists the options in sections (connection, answers, run, output), each option
+    with its environment variable and default, instead of one list of 35."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                group = getattr(param, "group", None) or ""
+                sections.setdefault(group, []).append(record)
+        for group in (*HELP_GROUPS, *sorted(set(sections) - set(HELP_GROUPS))):
+            if group in sections:
+                # Ungrouped options (-h, and every option of a small command) come last.
+                with formatter.section(f"{group} options" if group else "Options"):
+                    formatter.write_dl(sections[group])
+
+
+def option(*decls: str, group: str | None = None, **attrs: Any) -> Callable[[F], F]:
+    """click.option that also reads SETUP_TOOL_<NAME> and shows it (and the default) in --help,
+    in the --help section `group`."""
     long_name = max((d for d in decls if d.startswith("--")), key=len).split("/")[0]
     attrs.setdefault("envvar", envvar(long_name))
     attrs.setdefault("show_envvar", True)
     attrs.setdefault("show_default", True)
-    return click.option(*decls, **attrs)
+    return click.option(*decls, cls=GroupedOption, group=group, **attrs)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
@@ -157,7 +190,10 @@ def unknown_variable_warnings(
 
 class SetupToolGroup(click.Group):
     """The top-level command: before anything else, warn about SETUP_TOOL_* variables that no
-    command reads (SETUP_TOOL_DRYRUN=1 would otherwise let a real run go ahead unnoticed)."""
+    command reads (SETUP_TOOL_DRYRUN=1 would otherwise let a real run go ahead unnoticed).
+    Its commands list their options in sections (GroupedCommand)."""
+
+    command_class = GroupedCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         warnings = unknown_variable_warnings(os.environ, self.commands.values())
@@ -170,6 +206,7 @@ class SetupToolGroup(click.Group):
 def config_option(f: F) -> F:
     return option(
         "--config",
+        group=ANSWERS,
         type=click.Path(dir_okay=False, path_type=Path),
         is_eager=True,
         expose_value=False,
@@ -180,47 +217,48 @@ def config_option(f: F) -> F:
 
 
 def connection_options(f: F) -> F:
+    opt = functools.partial(option, group=CONNECTION)
     for decorator in reversed(
         [
-            option(
+            opt(
                 "--database-url",
                 metavar="URL",
                 help="Any SQLAlchemy URL, e.g. sqlite:///crm.db or postgresql+psycopg://u@h/db. "
                 "A password in it is never shown.",
             ),
-            option("--server", metavar="HOST[\\INSTANCE][,PORT]", help="SQL Server to connect to."),
-            option("--database", metavar="NAME", help="SQL Server database (e.g. SuperOffice)."),
-            option(
+            opt("--server", metavar="HOST[\\INSTANCE][,PORT]", help="SQL Server to connect to."),
+            opt("--database", metavar="NAME", help="SQL Server database (e.g. SuperOffice)."),
+            opt(
                 "--user",
                 metavar="LOGIN",
                 help="SQL Server login. The password comes from the prompt, "
                 "SETUP_TOOL_DB_PASSWORD or the answer-file key db-password, never an option.",
             ),
-            option("--trusted-connection", is_flag=True, help="Windows integrated login."),
-            option(
+            opt("--trusted-connection", is_flag=True, help="Windows integrated login."),
+            opt(
                 "--odbc-driver",
                 metavar="NAME",
                 help="ODBC driver; default: the newest 'ODBC Driver NN for SQL Server', then "
                 "FreeTDS.",
             ),
-            option(
+            opt(
                 "--encrypt/--no-encrypt",
                 default=None,
                 show_default="driver default",
                 help="Encrypt the SQL Server connection.",
             ),
-            option(
+            opt(
                 "--trust-server-certificate",
                 is_flag=True,
                 help="Accept the server's certificate without validation.",
             ),
-            option(
+            opt(
                 "--table-prefix",
                 metavar="SCHEMA",
                 show_default="crm7 on SQL Server, none on SQLite",
                 help="Schema of the SuperOffice tables.",
             ),
-            option(
+            opt(
                 "--login-timeout",
                 type=LOGIN_TIMEOUT,
                 default=15,
@@ -233,22 +271,23 @@ def connection_options(f: F) -> F:
 
 
 def answer_options(f: F) -> F:
+    opt = functools.partial(option, group=ANSWERS)
     for decorator in reversed(
         [
-            option(
+            opt(
                 "--superoffice-version",
                 metavar="VERSION",
                 help='The installed SuperOffice version (e.g. "8.5 R10") when the database does '
                 "not say.",
             ),
-            option(
+            opt(
                 "--synchronizer-version",
                 metavar="VERSION",
                 help="The InfoBridge Synchronizer in use and its version (e.g. 3.2.284), or "
                 "'unknown'.",
             ),
-            option("--no-synchronizer", is_flag=True, help="No on-premise synchronizer is in use."),
-            option(
+            opt("--no-synchronizer", is_flag=True, help="No on-premise synchronizer is in use."),
+            opt(
                 "--invites-since",
                 type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
                 show_default="the first 8.5 R10+ ProductVersion row or invitation row",
@@ -256,7 +295,7 @@ def answer_options(f: F) -> F:
                 "the day the database was upgraded to 8.5 R10. Meetings registered earlier are "
                 "never marked, and e-mailed invitations (emailId) count only after it.",
             ),
-            option(
+            opt(
                 "--footprints",
                 metavar="LIST",
                 default="invitation,send-email,email-id",
@@ -264,7 +303,15 @@ def answer_options(f: F) -> F:
                 "invitation (an invitation row), send-email (SendEmail = 1), email-id (emailId "
                 "after invites-since). Comma-separated.",
             ),
-            option(
+            opt(
+                "--preference-on-by-default",
+                is_flag=True,
+                help="Only when no UserPreference row says what Diary Synchronizer Active is: it "
+                "was on by default since invites arrived (SuperOffice's 8.5 R11 release notes), "
+                "so nothing was made while it was off and nothing is marked. Without it, no row "
+                "means not on.",
+            ),
+            opt(
                 "--known-builds",
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="TOML table of SuperOffice 8.5 builds and their R releases, added to the "
@@ -276,31 +323,78 @@ def answer_options(f: F) -> F:
     return f
 
 
-def output_options(f: F) -> F:
-    for decorator in reversed(
-        [
-            option(
-                "--report",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Write the report to FILE.",
-            ),
-            option(
-                "--format",
-                "report_format",
-                type=click.Choice(["text", "md", "html", "json", "sql"]),
-                show_default="from the report's extension, else text",
-                help="Report format. sql (upgrade --dry-run only): the whole upgrade as a T-SQL "
-                "script to review and run in SQL Server Management Studio.",
-            ),
-            option(
-                "--log-file",
-                type=click.Path(dir_okay=False, path_type=Path),
-                show_default="setup-tool-<time>.log for real runs and unattended",
-                help="Full debug log with timestamps.",
-            ),
-            option("-q", "--quiet", is_flag=True, help="Only errors and the outcome."),
-            option("-v", "--verbose", is_flag=True, help="Log detail on the console too."),
-        ]
-    ):
-        f = decorator(f)
-    return f
+def _remember_colour(ctx: click.Context, _param: click.Parameter, value: bool | None) -> None:
+    from setup_tool.console import COLOUR_KEY
+
+    ctx.meta[COLOUR_KEY] = value
+
+
+def colour_option(f: F) -> F:
+    return option(
+        "--color/--no-color",
+        group=OUTPUT,
+        default=None,
+        is_eager=True,  # decided before any other option can fail and print an error
+        expose_value=False,
+        callback=_remember_colour,
+        show_default="colour on a terminal, unless NO_COLOR or TERM=dumb; FORCE_COLOR forces it",
+        help="Colour the messages on the terminal.",
+    )(f)
+
+
+def _output_options(formats: list[str], format_help: str) -> Callable[[F], F]:
+    from setup_tool.logs import DEFAULT_LOG_LEVEL, LOG_LEVELS
+
+    opt = functools.partial(option, group=OUTPUT)
+
+    def decorate(f: F) -> F:
+        for decorator in reversed(
+            [
+                opt(
+                    "--report",
+                    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+                    help="Write the report to FILE (.txt, .md, .html or .json; - for standard "
+                    "output).",
+                ),
+                opt(
+                    "--format",
+                    "report_format",
+                    type=click.Choice(formats),
+                    show_default="from the report's extension, else text",
+                    help=format_help,
+                ),
+                opt(
+                    "--log-file",
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    # never the working folder: output_files.default_output_folder
+                    show_default="setup-tool-<time>.log in %ProgramData%\\setup-tool (Linux: "
+                    "~/.local/state/setup-tool), for real runs and unattended",
+                    help="Log with UTC timestamps: environment, options and where each came "
+                    "from, findings, plan, decision, batches, outcome.",
+                ),
+                opt(
+                    "--log-level",
+                    type=click.Choice(list(LOG_LEVELS)),
+                    default=DEFAULT_LOG_LEVEL,
+                    help="How much the log (and -v) carries: debug adds each batch's range, rows "
+                    "and time.",
+                ),
+                opt("-q", "--quiet", is_flag=True, help="Only errors and the outcome."),
+                opt("-v", "--verbose", is_flag=True, help="Log detail on the console too."),
+                colour_option,
+            ]
+        ):
+            f = decorator(f)
+        return f
+
+    return decorate
+
+
+REPORT_FORMAT_HELP = "Report format."
+output_options = _output_options(["text", "md", "html", "json"], REPORT_FORMAT_HELP)
+# Only the upgrade's dry run has a T-SQL script to write.
+upgrade_output_options = _output_options(
+    ["text", "md", "html", "json", "sql"],
+    "Report format. sql (with --dry-run): the whole upgrade as a T-SQL script to review and "
+    "run in SQL Server Management Studio.",
+)

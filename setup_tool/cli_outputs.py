@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from setup_tool.console import Console
-from setup_tool.errors import SetupToolError
-from setup_tool.logs import LOGGER
+from setup_tool.errors import ExitCode, SetupToolError
 
 if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
@@ -30,14 +29,18 @@ def check_outputs(
     log_file: Path | None,
     database_url: str | None,
     default_report: Path | None = None,
+    sql_allowed: bool = False,
 ) -> None:
     """Refuse (exit 2) a report, answer file, script or log that could overwrite the database
     at `database_url` (or any device, link or database) or that cannot be written. Called before
     logging starts, with the database the options name, and again once the connection is settled
     (the wizard may have asked for it), always before connecting."""
     from setup_tool.output_files import OutputFile, check_output_files
+    from setup_tool.report import STDOUT, check_report_suffix
 
     report = o.get("report")
+    if report == STDOUT:  # --report -: standard output, no file to check
+        report = None
     save_to = o.get("save_answers")
     check_output_files(
         [
@@ -50,6 +53,9 @@ def check_outputs(
         ],
         database_url,
     )
+    # After the safety rule (which names the database when a report would overwrite it):
+    # a file whose extension names no format is refused, not written as text.
+    check_report_suffix(o.get("report"), o.get("report_format"), sql=sql_allowed)
 
 
 def warn_password_on_command_line(ctx: click.Context, o: dict[str, Any]) -> None:
@@ -98,9 +104,11 @@ def emit_report(
     With `outcome_stands` (a real run has done its work) a report that cannot be written after
     all is a warning, not a failure: the run's result and exit code are what they are.
     """
-    from setup_tool.report import infer_format, write_text_file
+    from setup_tool.report import STDOUT, infer_format, write_text_file
 
     path = o["report"] or default_path
+    if path == STDOUT:  # --report -
+        path = None
     fmt = infer_format(path, o["report_format"])
     if path is None:
         click.echo(render(model, fmt), nl=False)
@@ -153,9 +161,11 @@ def save_answers(
             if answers.invites_since
             else None,
             "footprints": ",".join(sorted(answers.footprints)),
+            "preference-on-by-default": answers.preference_on_by_default or None,
             "fix-overrides": o["fix_overrides"],
             "acting-associate": o["acting_associate"] or None,
             "batch-size": o["batch_size"],
+            "pause-between-batches": o["pause_between_batches"] or None,
         },
         notes,
     )
@@ -194,31 +204,47 @@ def store_report(db: Database, run_id: int, model: dict[str, Any]) -> None:
 
 
 def print_summary(
-    result: UpgradeResult, report: Path | None, log_file: Path | None, dry_run: bool
+    result: UpgradeResult,
+    report: Path | None,
+    log_file: Path | None,
+    dry_run: bool,
+    console: Console | None = None,
 ) -> None:
-    """The outcome on stderr; when blocked or a person must act, why (the report has more)."""
+    """The outcome on stderr, what each step did and how long it took; when blocked or a
+    person must act, why (the report has more)."""
     from setup_tool.errors import EXIT_CODE_MEANINGS
+    from setup_tool.wizard_screens import outcome_lines, terminal_width, wrap_for_terminal
 
     if dry_run and report is None:
         return  # the report itself went to stdout
+    console = console or Console()
     code = result.exit_code
-    click.echo(
-        f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})", err=True
-    )
-    for step in result.plan.steps:
+    colour = {ExitCode.DONE: "green", ExitCode.ACTION_REQUIRED: "yellow"}.get(code, "red")
+    width = terminal_width(console.err)  # a file keeps whole lines
+    outcome = f"{result.outcome_text} (exit code {int(code)}: {EXIT_CODE_MEANINGS[code]})"
+    for line in wrap_for_terminal(outcome, width):
+        click.echo(console.style(line, fg=colour, bold=True), err=True, color=console.colour)
+
+    def say(first: str, text: str) -> None:
+        lines = wrap_for_terminal(text, width, first)
+        for line in lines:
+            click.echo(line, err=True)
+
+    if not dry_run:
+        for line in outcome_lines(result, width):
+            click.echo(line, err=True)
+    for step in result.plan.steps:  # the log has these from the plan already
         if step.decision == "blocked" or step.action_required:
-            click.echo(f"  - {step.title}: {step.reason}", err=True)
-            LOGGER.warning("%s: %s", step.title, step.reason)
+            say("  - ", f"{step.title}: {step.reason}")
     for warning in result.plan.findings.warnings:  # e.g. footprint (c) not used: say it here too
-        click.echo(f"  ! {warning}", err=True)
-        LOGGER.warning("%s", warning)
+        say("  ! ", warning)
     why_nothing = result.plan.findings.invites.nothing_to_mark_because
     if why_nothing and not dry_run:
-        click.echo(f"  - {why_nothing}", err=True)
+        say("  - ", why_nothing)
     from setup_tool.report_model import after_change_advice
 
     for line in after_change_advice(result.plan.steps, result.mode):
-        click.echo(f"  * {line}", err=True)
+        say("  * ", line)
     if report:
         click.echo(f"Report: {report}", err=True)
     if log_file:

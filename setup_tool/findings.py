@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from setup_tool.preferences import BoolEncoding, PreferenceRow
+from setup_tool.preferences import BoolEncoding, OverrideLimit, PreferenceRow
 from setup_tool.versions import SuperOfficeVersion, SynchronizerVersion
 
 if TYPE_CHECKING:
@@ -14,10 +14,18 @@ if TYPE_CHECKING:
     from setup_tool.model_data import ModelDataReading
 
 
+# How strong a piece of evidence is (issue 16): "documented" (SuperOffice's or InfoBridge's public
+# documentation says so), "observed in the field" (seen in customer databases, not published),
+# "inferred" (a reasonable guess nothing publishes), or "operator" (the operator's answer).
+Strength = Literal["documented", "observed in the field", "inferred", "operator"]
+STRENGTHS: tuple[Strength, ...] = ("documented", "observed in the field", "inferred", "operator")
+
+
 @dataclass(frozen=True)
 class Evidence:
     source: str  # a table, "operator", "registry", "service", "folder", "setup_tool_run"...
     detail: str
+    strength: Strength | None = None  # said where it decides something (the synchronizer)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class SynchronizerFinding:
     version: SynchronizerVersion | None
     licensed: bool
     evidence: list[Evidence]
+    decided_by: str = ""  # one sentence: which finding decided in use and version
 
     @property
     def status(self) -> str:
@@ -60,20 +69,92 @@ class PreferenceFinding:
     encoding: BoolEncoding
     evidence: list[Evidence]
     owner_names: dict[int, str] = field(default_factory=dict)  # row id -> the individual's name
+    # How far down overrides count (maxlevel of the system-wide row; setup_tool.preferences).
+    limit: OverrideLimit = field(default_factory=lambda: OverrideLimit(None, None, "no row"))
+    # No system-wide row: the reading this run uses (the sources are in the evidence).
+    no_row_reading: str | None = None
+    # No row, and the operator says it was on by default since invites arrived: empty window.
+    default_on_by_operator: bool = False
+
+    @property
+    def honoured(self) -> list[PreferenceRow]:
+        """Level 3-5 rows SuperOffice applies (their level within maxlevel)."""
+        return [r for r in self.overrides if self.limit.allows(r)]
+
+    @property
+    def not_honoured(self) -> list[PreferenceRow]:
+        """Level 3-5 rows present, but below the level maxlevel allows: SuperOffice ignores them."""
+        return [r for r in self.overrides if not self.limit.allows(r)]
 
     @property
     def overrides_off(self) -> list[PreferenceRow]:
-        return [r for r in self.overrides if r.on is not True]
+        """Honoured rows that switch it off for some users."""
+        return [r for r in self.honoured if r.on is not True]
 
     @property
     def effective_label(self) -> str:
         return {True: "on", False: "off", None: "unset"}[self.effective]
 
 
+# What travelcurrent says this database is (SOD database reference, tables/travelcurrent.md:
+# systemlevel "10 = central, 9 = first child, 8 = second-generation child"; current_id
+# "Central=0, Departm.=H01000000-H7F000000, Travel=assoc_id").
+DatabaseKind = Literal["central", "satellite", "travel", "child", "undetermined"]
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    kind: DatabaseKind  # child: not central, but satellite or travel copy cannot be told
+    detail: str  # what the travelcurrent rows said
+
+    @property
+    def refuses(self) -> bool:
+        """Only the central database is upgraded; its copies receive the change through Travel."""
+        return self.kind in ("satellite", "travel", "child")
+
+    def sentence(self) -> str:
+        """One sentence for summaries and the gate."""
+        if self.kind == "central":
+            return f"This is the central database ({self.detail})."
+        if self.kind == "undetermined":
+            return (
+                f"Whether this is the central database is not recorded ({self.detail}); "
+                "treated as central (a satellite or travel copy cannot work without its "
+                "travelcurrent row)."
+            )
+        what = {"satellite": "a satellite", "travel": "a travel (traveller's) copy"}.get(
+            self.kind, "a satellite or travel copy, not the central database"
+        )
+        return f"This database is {what} ({self.detail})."
+
+
+REFUSAL_HINT = (
+    "Run setup-tool on the central database; satellites and travellers receive the change "
+    "through Travel."
+)
+
+
 @dataclass(frozen=True)
 class TravelFinding:
     enabled: bool
     evidence: list[Evidence]
+    role: DatabaseRole = field(
+        default_factory=lambda: DatabaseRole("undetermined", "travelcurrent not read")
+    )
+
+    @property
+    def summary(self) -> str:
+        travel = (
+            "Travel is on: changes are written to the travel transaction log."
+            if self.enabled
+            else "Travel is off."
+        )
+        refused = (
+            f" setup-tool upgrade and undo refuse to run here. {REFUSAL_HINT}"
+            if self.role.refuses
+            else ""
+        )
+        return f"{self.role.sentence()}{refused} {travel}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +209,9 @@ class InviteCounts:
     selection: Selection | None  # None without a synchronizer
     evidence: list[Evidence]
     nothing_to_mark_because: str | None = None  # one sentence when nothing is marked
+    sample_ids: list[int] = field(default_factory=list)  # the first ids to mark, ascending
+    # rows to mark per (registration year or None, associate id): the report's figures
+    by_year_and_associate: list[tuple[int | None, int, int]] = field(default_factory=list)
 
     @property
     def window(self) -> MarkingWindow | None:

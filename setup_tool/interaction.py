@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
 import click
@@ -11,9 +10,21 @@ from setup_tool.console import Console
 from setup_tool.detect import OperatorAnswers
 from setup_tool.errors import BlockedError, MissingAnswerError
 from setup_tool.findings import Findings
+from setup_tool.logs import LOGGER
 from setup_tool.steps.gate import SUPPLY_VERSION
 from setup_tool.upgrade import UpgradePlan
-from setup_tool.versions import VersionParseError, parse_synchronizer_version
+from setup_tool.versions import (
+    VersionParseError,
+    parse_superoffice_version,
+    parse_synchronizer_version,
+)
+from setup_tool.wizard_screens import (
+    findings_screen,
+    plan_screen,
+    resumed_notice,
+    terminal_width,
+    wrap_for_terminal,
+)
 
 
 class UnattendedInteraction:
@@ -28,8 +39,9 @@ class UnattendedInteraction:
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
         raise MissingAnswerError(
-            "the database is licensed for the InfoBridge synchronizer (superoffice.exchange-sync) "
-            "but nothing shows whether it is installed; say whether it is in use",
+            "the database holds a licence for the InfoBridge synchronizer "
+            "(superoffice.exchange-sync or superoffice.nebula) but nothing shows whether it is "
+            "installed; say whether it is in use",
             "--synchronizer-version VERSION or --no-synchronizer",
             "SETUP_TOOL_SYNCHRONIZER_VERSION or SETUP_TOOL_NO_SYNCHRONIZER",
             "synchronizer-version / no-synchronizer",
@@ -39,33 +51,40 @@ class UnattendedInteraction:
         return None  # goes on without footprint (c); the findings and warnings say so
 
     def confirm(self, plan: UpgradePlan) -> bool:
+        LOGGER.info("decision: apply (unattended)")
         return True
 
 
 class WizardInteraction:
-    """Asks on the terminal; shows the findings and the plan before the one confirmation."""
+    """Asks on the terminal. Everything a question refers to goes where the question goes
+    (stderr), so it stays on screen when stdout is redirected to a file: first what was found,
+    with its evidence, then the plan, one line per step, right above the one confirmation."""
 
-    def __init__(
-        self,
-        console: Console,
-        describe_plan: Callable[[UpgradePlan], str] | None = None,
-        assume_yes: bool = False,
-    ) -> None:
+    def __init__(self, console: Console, assume_yes: bool = False) -> None:
         self.console = console
-        self.describe_plan = describe_plan
         self.assume_yes = assume_yes
 
     def answer_superoffice_version(self, findings: Findings) -> str | None:
         self._show_evidence(
             "SuperOffice version", [e.detail for e in findings.superoffice.evidence]
         )
-        answer: str = click.prompt(
-            "Which SuperOffice version is installed (for example 8.5 R10)? Leave empty to stop",
-            default="",
-            show_default=False,
-            err=True,
-        )
-        return answer.strip() or None
+        while True:
+            answer: str = click.prompt(
+                "Which SuperOffice version is installed (for example 8.5 R10)? Leave empty to stop",
+                default="",
+                show_default=False,
+                err=True,
+            )
+            if not answer.strip():
+                LOGGER.info("answer: SuperOffice version left empty")
+                return None
+            try:
+                parse_superoffice_version(answer)  # a typo is asked again, not a stop
+            except VersionParseError as error:
+                self.console.error(str(error))
+                continue
+            LOGGER.info("answer: SuperOffice version %r", answer.strip())
+            return answer.strip()
 
     def answer_synchronizer(self, findings: Findings) -> OperatorAnswers | None:
         self._show_evidence(
@@ -78,27 +97,30 @@ class WizardInteraction:
             err=True,
         )
         if not in_use:
+            LOGGER.info("answer: no on-premise synchronizer in use")
             return OperatorAnswers(no_synchronizer=True)
         while True:
             version: str = click.prompt(
                 "Its version (for example 3.2.284), or 'unknown'", default="unknown", err=True
             )
             if version.strip().lower() == "unknown":
+                LOGGER.info("answer: synchronizer in use, version unknown")
                 return OperatorAnswers(synchronizer_version="unknown")
             try:
                 parse_synchronizer_version(version)
-                return OperatorAnswers(synchronizer_version=version.strip())
             except VersionParseError as error:
                 self.console.error(str(error))
+                continue
+            LOGGER.info("answer: synchronizer version %r", version.strip())
+            return OperatorAnswers(synchronizer_version=version.strip())
 
     def answer_invites_since(self, findings: Findings) -> datetime | None:
         self._show_evidence(
             "Since when invites exist", [e.detail for e in findings.invites_since.evidence]
         )
-        click.echo(
+        self.console.tell(
             "  Appointments with an e-mail address for invitations (emailId) exist, but only\n"
-            "  those registered after the upgrade to 8.5 R10 are invitations.",
-            err=True,
+            "  those registered after the upgrade to 8.5 R10 are invitations."
         )
         while True:
             answer: str = click.prompt(
@@ -109,21 +131,42 @@ class WizardInteraction:
                 err=True,
             )
             if not answer.strip():
+                LOGGER.info("answer: invites-since left empty (footprint (c) not used)")
                 return None
             try:
-                return datetime.fromisoformat(answer.strip()).replace(tzinfo=None)
+                since = datetime.fromisoformat(answer.strip()).replace(tzinfo=None)
             except ValueError:
                 self.console.error(f"{answer.strip()!r} is not a date like 2020-03-01.")
+                continue
+            LOGGER.info("answer: invites-since %s", since.isoformat(sep=" "))
+            return since
 
     def _show_evidence(self, title: str, details: list[str]) -> None:
-        click.echo(f"\n{title}: the database does not settle it. Evidence:", err=True)
+        width = terminal_width(self.console.err)
+        self.console.tell()
+        self.console.tell(
+            self.console.style(f"{title}: the database does not settle it. Evidence:", bold=True)
+        )
         for detail in details:
-            click.echo(f"  - {detail}", err=True)
+            for line in wrap_for_terminal(detail, width, "  - "):
+                self.console.tell(line)
 
     def confirm(self, plan: UpgradePlan) -> bool:
-        if self.describe_plan is not None:
-            self.console.say(self.describe_plan(plan))
+        width, style = terminal_width(self.console.err), self.console.style
+        screens = [
+            resumed_notice(plan.findings, width, style),
+            findings_screen(plan.findings, width, style),
+            [""],
+            plan_screen(plan, width, style),
+        ]
+        self.console.tell()
+        for screen in screens:
+            for line in screen:
+                self.console.tell(line)
         if self.assume_yes:
-            click.echo("Applying the plan (--yes).", err=True)
+            self.console.tell("Applying the plan (--yes).")
+            LOGGER.info("decision: apply (--yes)")
             return True
-        return click.confirm("Apply these changes to the database now?", default=False, err=True)
+        answer = click.confirm("Apply these changes to the database now?", default=False, err=True)
+        LOGGER.info("decision: %s", "apply" if answer else "do not apply")
+        return answer

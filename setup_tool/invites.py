@@ -18,14 +18,16 @@ invites-since and inside the marking window (while Diary Synchronizer Active was
 selected meeting, the rows in an associate's diary, not owned by Outlook/Google and without a
 caution warning are marked.
 
-Everything here is SQL built once: the footprint meetings are a common table expression that
-PostgreSQL and SQLite materialize (one scan of the appointment table), every other set is reached
-through the primary key, the `mother_id` index and the (recurrenceRuleId, ...) index that SOD
-documents for the appointment table.
+Everything here is SQL built once: the footprint meetings and the flagged invite meetings are
+common table expressions that PostgreSQL and SQLite materialize (one scan of the appointment
+table), and every row of them is reached from the small meeting set through the primary key, the
+`mother_id` index and the (recurrenceRuleId, ...) index that SOD documents for the appointment
+table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 from sqlalchemy import (
     CTE,
     ColumnElement,
+    CompoundSelect,
     Integer,
     Select,
     and_,
@@ -41,7 +44,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    union,
     union_all,
 )
 from sqlalchemy.sql import FromClause
@@ -139,12 +141,8 @@ class InviteSets:
     def has_series(self) -> bool:
         return "recurrenceRuleId" in self.tables.appointment.c
 
-    def footprint_meetings(self, kind: str | None = None) -> Select[Any]:
-        fp = self.footprints
-        query = select(fp.c.meeting_id)
-        if kind is not None:
-            query = query.where(fp.c[_FLAG[kind]] == 1)
-        return query
+    def footprint_meetings(self) -> Select[Any]:
+        return select(self.footprints.c.meeting_id)
 
     def _own_rows(self, name: str) -> FromClause:
         return self.tables.appointment.alias(name)
@@ -158,41 +156,38 @@ class InviteSets:
             m.c.recurrenceRuleId != 0,
         )
 
-    def _single_meetings(self, within: bool) -> Select[Any]:
-        """Footprint meetings that are not part of a series (registered in the window)."""
+    def flagged_meetings(self) -> CTE:
+        """Every invite meeting once, with whether the selection marks it: (meeting_id, selected).
+
+        A meeting on its own is selected by its registration time; every meeting of a series
+        by its series' first registration time (whole or not at all)."""
         m = self._own_rows("single")
-        query = select(m.c.appointment_id).where(
-            m.c.appointment_id.in_(self.footprint_meetings()), is_meeting_row(m)
-        )
-        if self.has_series:
-            query = query.where(series_of(m) == 0)
-        if within:
-            query = query.where(self._registered_in_window(m.c.registered))
-        return query
-
-    def _series_meetings(self, within: bool) -> Select[Any]:
-        """Every meeting of a series with a footprint (whose first occurrence is in the window)."""
-        series = self.footprint_series()
-        if within:
-            first = self._own_rows("series_first")
-            series = (
-                select(first.c.recurrenceRuleId)
-                .where(first.c.recurrenceRuleId.in_(series), is_meeting_row(first))
-                .group_by(first.c.recurrenceRuleId)
-                .having(self._registered_in_window(func.min(first.c.registered)))
-            )
-        m = self._own_rows("occurrence")
-        return select(m.c.appointment_id).where(m.c.recurrenceRuleId.in_(series), is_meeting_row(m))
-
-    def meetings(self, *, within: bool) -> Select[Any]:
-        """Invite meetings (`within`: only those the selection marks)."""
+        single = select(
+            m.c.appointment_id.label("meeting_id"),
+            _selected(self._registered_in_window(m.c.registered)),
+        ).where(m.c.appointment_id.in_(self.footprint_meetings()), is_meeting_row(m))
         if not self.has_series:
-            return self._single_meetings(within)
-        return (
-            union(self._single_meetings(within), self._series_meetings(within))
-            .subquery("meetings_selected" if within else "invite_meetings")
-            .select()
+            return materialized(single.cte("flagged_meetings"))
+        single = single.where(series_of(m) == 0)
+        first = self._own_rows("series_first")
+        series = (
+            select(
+                first.c.recurrenceRuleId,
+                _selected(self._registered_in_window(func.min(first.c.registered))),
+            )
+            .where(first.c.recurrenceRuleId.in_(self.footprint_series()), is_meeting_row(first))
+            .group_by(first.c.recurrenceRuleId)
+            .subquery("flagged_series")
         )
+        o = self._own_rows("occurrence")
+        occurrences = (
+            select(o.c.appointment_id.label("meeting_id"), series.c.selected)
+            .select_from(o.join(series, o.c.recurrenceRuleId == series.c.recurrenceRuleId))
+            # Said again although the join implies it: PostgreSQL then leaves the most common
+            # value (0, no series) out of its estimate and seeks the few series' meetings.
+            .where(is_meeting_row(o), o.c.recurrenceRuleId != 0)
+        )
+        return materialized(union_all(single, occurrences).cte("flagged_meetings"))
 
     def _registered_in_window(self, registered: ColumnElement[Any]) -> ColumnElement[bool]:
         window = self.selection.window
@@ -204,7 +199,19 @@ class InviteSets:
         return condition
 
 
-_FLAG = {INVITATION: "by_invitation", SEND_EMAIL: "by_send_email", EMAIL_ID: "by_email_id"}
+# footprint kind -> its column in InviteSets.footprints
+FLAG_COLUMNS = {INVITATION: "by_invitation", SEND_EMAIL: "by_send_email", EMAIL_ID: "by_email_id"}
+
+
+def _selected(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0).label("selected")
+
+
+def materialized(cte: CTE) -> CTE:
+    """Computed once per statement however often it is referenced (SQLite, PostgreSQL)."""
+    return cte.prefix_with("MATERIALIZED", dialect="postgresql").prefix_with(
+        "MATERIALIZED", dialect="sqlite"
+    )
 
 
 def invite_sets(tables: SuperOfficeTables, selection: Selection) -> InviteSets:
@@ -239,35 +246,20 @@ def _footprint_cte(tables: SuperOfficeTables, selection: Selection) -> CTE:
     rows = source.subquery("footprint_rows")
     grouped = select(
         rows.c.meeting_id,
-        *(func.max(rows.c[name]).label(name) for name in _FLAG.values()),
+        *(func.max(rows.c[name]).label(name) for name in FLAG_COLUMNS.values()),
     ).group_by(rows.c.meeting_id)
-    return (
-        grouped.cte("invite_footprints")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-        .prefix_with("MATERIALIZED", dialect="sqlite")
-    )
+    return materialized(grouped.cte("invite_footprints"))
 
 
 def _footprint_row(meeting: ColumnElement[Any], *flags: ColumnElement[int] | int) -> Select[Any]:
     values = [f if isinstance(f, ColumnElement) else literal(f, Integer) for f in flags]
-    labelled = [value.label(name) for value, name in zip(values, _FLAG.values(), strict=True)]
+    labelled = [
+        value.label(name) for value, name in zip(values, FLAG_COLUMNS.values(), strict=True)
+    ]
     return select(meeting.label("meeting_id"), *labelled)
 
 
 # --- rows -------------------------------------------------------------------------------------
-
-
-def rows_of(row: FromClause, meetings: Select[Any]) -> ColumnElement[bool]:
-    """`row` belongs to one of `meetings`: it is the meeting's own row or has it as mother.
-
-    One IN over both (not `appointment_id IN m OR mother_id IN m`): PostgreSQL cannot turn the
-    OR into seeks, and at 10M rows it compared every row with an unhashed list for minutes."""
-    participant = row.alias("participant")  # type: ignore[attr-defined]
-    participants = select(participant.c.appointment_id).where(
-        participant.c.mother_id.in_(meetings),
-        participant.c.mother_id != participant.c.appointment_id,
-    )
-    return row.c.appointment_id.in_(union_all(meetings, participants))
 
 
 def in_a_diary(row: FromClause) -> ColumnElement[bool]:
@@ -290,8 +282,47 @@ def markable(row: FromClause) -> ColumnElement[bool]:
     return and_(in_a_diary(row), not_externally_owned(row), unwarned(row))
 
 
+def rows_of_meetings(
+    tables: SuperOfficeTables,
+    meetings: Any,
+    columns: Callable[[Any], list[ColumnElement[Any]]],
+    where: Callable[[Any, Any], ColumnElement[bool]] | None = None,
+) -> CompoundSelect[Any]:
+    """`columns` of the rows of `meetings` (a set with a meeting_id column) that pass `where`
+    (row, meetings): each meeting's own row (master or plain appointment) and its participants'
+    rows, as joins driven by the small meeting set, so every row is a seek on the primary key or
+    the mother_id index (SQLite builds no index on a materialized CTE: a join the other way
+    round compares every pair)."""
+    own, participant = tables.appointment.alias("own_row"), tables.appointment.alias("participant")
+
+    def rows(row: Any, on: ColumnElement[bool]) -> Select[Any]:
+        query = select(*columns(row)).select_from(meetings.join(row, on))
+        return query if where is None else query.where(where(row, meetings))
+
+    return union_all(
+        rows(own, and_(own.c.appointment_id == meetings.c.meeting_id, is_meeting_row(own))),
+        rows(
+            participant,
+            and_(
+                participant.c.mother_id == meetings.c.meeting_id,
+                participant.c.mother_id != participant.c.appointment_id,
+            ),
+        ),
+    )
+
+
+def selected_and_markable(row: Any, meetings: Any) -> ColumnElement[bool]:
+    return and_(meetings.c.selected == 1, markable(row))
+
+
+def rows_to_mark(tables: SuperOfficeTables, selection: Selection) -> CompoundSelect[Any]:
+    """The ids of the rows a marking with `selection` changes."""
+    meetings = invite_sets(tables, selection).flagged_meetings()
+    return rows_of_meetings(
+        tables, meetings, lambda row: [row.c.appointment_id], selected_and_markable
+    )
+
+
 def to_mark(tables: SuperOfficeTables, selection: Selection) -> ColumnElement[bool]:
-    """The rows a marking with `selection` changes."""
-    a = tables.appointment
-    sets = invite_sets(tables, selection)
-    return and_(rows_of(a, sets.meetings(within=True)), markable(a))
+    """The appointment table's row is one a marking with `selection` changes."""
+    return tables.appointment.c.appointment_id.in_(rows_to_mark(tables, selection))

@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import String, Unicode, case, func, literal, select, text
+from sqlalchemy import ColumnElement, String, Unicode, case, func, literal, select, text
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,6 +40,11 @@ from setup_tool.connection import sqlite_path
 from setup_tool.errors import LockBusyError, SetupToolError
 
 LOCK_RESOURCE = "setup-tool"
+# How the SQL Server lock is asked for, by the tool and by the T-SQL script alike
+# (setup_tool.tsql_script): both must ask for the same lock for one to see the other.
+APPLOCK_MODE = "Exclusive"
+APPLOCK_OWNER = "Session"
+APPLOCK_PRINCIPAL = "public"  # sp_getapplock's default @DbPrincipal
 LOCK_FILE_SUFFIX = ".setup-tool.lock"
 POLL_INTERVAL_SECONDS = 0.2
 
@@ -122,25 +127,37 @@ def applock_sql(timeout_ms: int) -> str:
         raise ValueError(f"timeout_ms must be >= 0, not {timeout_ms}")
     # NOCOUNT keeps "rows affected" messages from arriving ahead of the SELECT's result set.
     return (
-        "SET NOCOUNT ON;\n"
-        "DECLARE @r int;\n"
-        f"EXEC @r = sp_getapplock @Resource = N'{LOCK_RESOURCE}', @LockMode = 'Exclusive', "
-        f"@LockOwner = 'Session', @LockTimeout = {int(timeout_ms)};\n"
-        "SELECT @r;"
+        f"SET NOCOUNT ON;\nDECLARE @r int;\n{get_applock_statement('@r', timeout_ms)}\nSELECT @r;"
+    )
+
+
+def get_applock_statement(result_variable: str, timeout_ms: int) -> str:
+    """The sp_getapplock call that takes the run lock, its return code into `result_variable`."""
+    return (
+        f"EXEC {result_variable} = sp_getapplock @Resource = N'{LOCK_RESOURCE}', "
+        f"@LockMode = '{APPLOCK_MODE}', @LockOwner = '{APPLOCK_OWNER}', "
+        f"@LockTimeout = {int(timeout_ms)};"
     )
 
 
 def release_applock_sql() -> str:
     """The T-SQL statement that releases the run lock taken by applock_sql()."""
-    return f"EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = 'Session';"
+    return f"EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = '{APPLOCK_OWNER}';"
+
+
+def applock_mode() -> ColumnElement[str]:
+    """APPLOCK_MODE of the run lock for this session: 'NoLock' unless this session holds it."""
+    return func.APPLOCK_MODE(
+        literal(APPLOCK_PRINCIPAL, String),
+        literal(LOCK_RESOURCE, Unicode),
+        literal(APPLOCK_OWNER, String),
+    )
 
 
 def applock_held_sql() -> str:
     """The T-SQL query, compiled for SQL Server, that returns 1 while this session holds the run
     lock taken by applock_sql() (APPLOCK_MODE says 'NoLock' once it does not), else 0."""
-    mode = func.APPLOCK_MODE(
-        literal("public", String), literal(LOCK_RESOURCE, Unicode), literal("Session", String)
-    )
+    mode = applock_mode()
     query = select(case((mode.op("<>")(literal("NoLock", String)), 1), else_=0).label("held"))
     compiled = query.compile(
         dialect=mssql.dialect(),  # type: ignore[no-untyped-call]

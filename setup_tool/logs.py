@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, quote_plus
@@ -169,8 +170,33 @@ class _ConsoleFormatter(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = saved
 
 
-def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) -> None:
-    LOGGER.setLevel(logging.DEBUG)
+# --log-level: how much detail the log file (and -v on the console) carries. debug adds each
+# marking batch's range, rows and time; the default is the whole story for a support case.
+LOG_LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+DEFAULT_LOG_LEVEL = "debug"
+
+
+class UtcFormatter(logging.Formatter):
+    """Timestamps in UTC that say so (2026-12-02T08:36:05.123+00:00): a log read beside the
+    history (UTC) or by support in another time zone cannot be an hour off."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds")
+
+
+def configure_logging(
+    log_file: Path | None,
+    secret: str | None,
+    verbose: bool,
+    level: int = LOG_LEVELS[DEFAULT_LOG_LEVEL],
+) -> None:
+    LOGGER.setLevel(level)
     for handler in list(LOGGER.handlers):
         LOGGER.removeHandler(handler)
         handler.close()
@@ -185,13 +211,13 @@ def configure_logging(log_file: Path | None, secret: str | None, verbose: bool) 
                 f"Cannot write the log file {log_file}: {error.strerror}.",
                 "Choose another place with --log-file.",
             ) from None
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-        file_handler.setLevel(logging.DEBUG)
+        file_handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)-7s %(message)s"))
+        file_handler.setLevel(level)
         file_handler.addFilter(secret_filter)
         LOGGER.addHandler(file_handler)
     if verbose:
         console = logging.StreamHandler()
-        console.setLevel(logging.DEBUG)
+        console.setLevel(level)
         console.setFormatter(_ConsoleFormatter("%(levelname)s %(message)s"))
         console.addFilter(secret_filter)
         console.addFilter(_not_file_only)

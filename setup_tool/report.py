@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -40,7 +41,10 @@ _FORMAT_NAMES: dict[str, ReportFormat] = {
 }
 _SUFFIX_FORMATS: dict[str, ReportFormat] = {
     ".txt": "text",
+    ".text": "text",
+    ".log": "text",
     ".md": "md",
+    ".markdown": "md",
     ".html": "html",
     ".htm": "html",
     ".json": "json",
@@ -66,6 +70,27 @@ _STATUS_LABELS: dict[str, str] = {
     "absent": "not in use",
     "licensed_only": "licensed only",
 }
+
+
+# A report file's extension must say what it holds: --report plan.pdf is refused, not written
+# as text. .log and .text are text too; .sql (upgrade --dry-run only) is the T-SQL script.
+REPORT_SUFFIXES = (".txt", ".text", ".log", ".md", ".markdown", ".html", ".htm", ".json")
+STDOUT = Path("-")  # --report -: the report on standard output
+
+
+def check_report_suffix(path: Path | None, requested: str | None, sql: bool = False) -> None:
+    """Refuse a report file whose extension names no format this command writes, unless
+    --format says which format it is."""
+    if path is None or path == STDOUT or requested is not None or not path.suffix:
+        return
+    allowed = REPORT_SUFFIXES + ((".sql",) if sql else ())
+    if path.suffix.lower() not in allowed:
+        raise UsageError(
+            f"--report {path}: setup-tool does not write {path.suffix} files.",
+            "Name the report .txt, .md, .html or .json"
+            + (" (.sql for the T-SQL script of a dry run)" if sql else "")
+            + ", give --format, or use --report - for standard output.",
+        )
 
 
 def infer_format(path: Path | None, requested: str | None) -> ReportFormat:
@@ -200,8 +225,18 @@ def _environment() -> jinja2.Environment:
         outcome_label=outcome_label,
         status_label=status_label,
         ids=describe_ids,
+        n=thousands,
+        at=describe_moment,
+        warning_text=warning_text,
+        value=describe_value,
+        pairs=pairs,
     )
-    environment.globals.update(decision_label=decision_label)
+    environment.globals.update(
+        decision_label=decision_label,
+        column_chart=column_chart,
+        bar_chart=bar_chart,
+        batch_chart=batch_chart,
+    )
     return environment
 
 
@@ -334,3 +369,140 @@ def describe_ids(ids: Sequence[object], limit: int = 20) -> str:
         return "none"
     shown = ", ".join(values[:limit])
     return f"{shown} and {len(values) - limit} more" if len(values) > limit else shown
+
+
+def thousands(value: object) -> str:
+    """A count with thousands separators (7,078); anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
+def describe_moment(value: object) -> str:
+    """An ISO 8601 timestamp as a person reads it, its zone kept: 2026-12-02 08:36:05 UTC."""
+    text = "" if value is None else str(value)
+    if text.endswith("+00:00"):
+        return text[: -len("+00:00")].replace("T", " ") + " UTC"
+    return text.replace("T", " ")
+
+
+def warning_text(warning: object) -> str:
+    """A warning object's message (a plain string from an older report as it is)."""
+    if isinstance(warning, Mapping):
+        return str(warning.get("message", ""))
+    return "" if warning is None else str(warning)
+
+
+def describe_value(value: object, inserted: bool = False) -> str:
+    """A preference value as stored: 'NULL', '(no row)' before an insert, or the text."""
+    if inserted:
+        return "(no row)"
+    return "NULL" if value is None else str(value)
+
+
+def pairs(items: Sequence[Mapping[str, Any]], label: str, value: str) -> list[tuple[str, float]]:
+    """[{year: 2025, rows: 3}] -> [("2025", 3)]: what the charts take."""
+    return [(str(item[label]), item[value]) for item in items]
+
+
+# --- charts: numbers to geometry; report.html draws them as inline SVG, no script ---------------
+
+CHART_WIDTH = 720
+MAX_BATCH_COLUMNS = 240  # more batches than this are drawn as buckets (their mean)
+
+
+def _scale(maximum: float) -> tuple[float, list[float]]:
+    """A round top for the axis (1, 2 or 5 times a power of ten) and its four ticks."""
+    if maximum <= 0:
+        return 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]
+    magnitude = 10 ** math.floor(math.log10(maximum))
+    top = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= maximum)
+    return float(top), [top * i / 4 for i in range(5)]
+
+
+def column_chart(
+    items: Sequence[tuple[str, float]], height: int = 180, unit: str = "rows", labels: int = 24
+) -> dict[str, Any]:
+    """Vertical columns, one per item, labelled under the axis (years, batches)."""
+    left, bottom, top_pad = 56, 28, 12
+    plot_w, plot_h = CHART_WIDTH - left - 8, height - bottom - top_pad
+    top, ticks = _scale(max((v for _, v in items), default=0))
+    step = plot_w / max(len(items), 1)
+    columns = []
+    width = min(max(step * 0.8, 0.6), 56.0)  # a few years must not become slabs
+    for index, (label, value) in enumerate(items):
+        h = plot_h * value / top
+        columns.append(
+            {
+                "x": round(left + index * step + (step - width) / 2, 2),
+                "y": round(top_pad + plot_h - h, 2),
+                "w": round(width, 2),
+                "h": round(h, 2),
+                "label": label,
+                "title": label,
+                "value": value,
+                "show_label": len(items) <= labels or index % math.ceil(len(items) / labels) == 0,
+                "label_x": round(left + index * step + step / 2, 2),
+            }
+        )
+    return {
+        "width": CHART_WIDTH,
+        "height": height,
+        "left": left,
+        "plot_bottom": top_pad + plot_h,
+        "ticks": [
+            {"y": round(top_pad + plot_h - plot_h * t / top, 2), "label": _tick(t, unit)}
+            for t in ticks
+        ],
+        "columns": columns,
+        "unit": unit,
+    }
+
+
+def _tick(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value:.3g} s"
+    return f"{value:,.0f}" if value >= 1 or value == 0 else f"{value:.2g}"
+
+
+def bar_chart(items: Sequence[tuple[str, float]], unit: str = "rows") -> dict[str, Any]:
+    """Horizontal bars, one row per item with its label on the left (associates)."""
+    row_h, label_w = 22, 260
+    plot_w = CHART_WIDTH - label_w - 70
+    top, _ticks = _scale(max((v for _, v in items), default=0))
+    bars = [
+        {
+            "y": index * row_h,
+            "w": round(max(plot_w * value / top, 1.0), 2),
+            "label": label,
+            "value": value,
+            "text_y": index * row_h + 15,
+        }
+        for index, (label, value) in enumerate(items)
+    ]
+    return {
+        "width": CHART_WIDTH,
+        "height": max(len(items), 1) * row_h + 4,
+        "label_w": label_w,
+        "bars": bars,
+        "unit": unit,
+    }
+
+
+def batch_chart(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each batch's duration in the order the run committed them; a long run's batches are
+    grouped into at most MAX_BATCH_COLUMNS columns showing their mean."""
+    size = max(1, math.ceil(len(batches) / MAX_BATCH_COLUMNS))
+    items, titles = [], []
+    for start in range(0, len(batches), size):
+        group = batches[start : start + size]
+        mean = sum(float(b["seconds"]) for b in group) / len(group)
+        items.append((str(start + 1), mean))  # the axis names the first batch of a column
+        titles.append(
+            f"batch {start + 1}" if size == 1 else f"batches {start + 1}-{start + len(group)}"
+        )
+    chart = column_chart(items, unit="s", labels=10)
+    for column, title in zip(chart["columns"], titles, strict=True):
+        column["title"] = title
+    chart["per_column"] = size
+    return chart

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    case,
     delete,
     func,
     literal,
@@ -434,3 +435,224 @@ def _log(
             associate_id=job.acting_associate_id,
             now=utc_now(),
         )
+
+
+# --- what undo would do (undo --dry-run, and the question before a real undo) -----------------
+
+SAMPLE_SIZE = 10
+
+
+@dataclass
+class PreferenceBack:
+    """One preference row undo puts back: its value now and the value it gets (None with
+    `remove`: the tool inserted it, undo deletes it)."""
+
+    record_id: int
+    now: str | None
+    back_to: str | None
+    remove: bool
+    conflict: bool  # changed by someone since: left as it is
+
+
+@dataclass
+class RunUndoPlan:
+    run_id: int
+    resumes_unfinished_undo: bool
+    appointments: int = 0  # rows restored to their previous values
+    sample_ids: list[int] = field(default_factory=list)
+    already_back: int = 0  # rows already at their previous values (an earlier undo)
+    conflicts: int = 0  # rows someone changed since: left alone
+    conflict_ids: list[int] = field(default_factory=list)
+    preferences: list[PreferenceBack] = field(default_factory=list)
+
+
+@dataclass
+class UndoPlan:
+    runs: list[RunUndoPlan] = field(default_factory=list)
+
+    @property
+    def appointments(self) -> int:
+        return sum(r.appointments for r in self.runs)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(r.conflicts for r in self.runs) + sum(
+            p.conflict for r in self.runs for p in r.preferences
+        )
+
+    def lines(self) -> list[str]:
+        """What undo would put back, run by run, as a person reads it."""
+        if not self.runs:
+            return ["setup-tool has no changes to undo in this database."]
+        lines = []
+        for run in self.runs:
+            resumed = (
+                " (finishing an undo that did not complete)" if run.resumes_unfinished_undo else ""
+            )
+            lines.append(f"Run {run.run_id}{resumed}:")
+            lines.append(
+                f"  {run.appointments:,} appointment row(s) get their previous cautionWarning, "
+                f"updated, updated_associate_id and updatedCount back"
+                + (f" (e.g. {', '.join(map(str, run.sample_ids))})" if run.sample_ids else "")
+            )
+            if run.already_back:
+                lines.append(f"  {run.already_back:,} row(s) are already back: nothing to do")
+            if run.conflicts:
+                lines.append(
+                    f"  {run.conflicts:,} row(s) were changed by someone since and are left as "
+                    f"they are (e.g. {', '.join(map(str, run.conflict_ids))})"
+                )
+            for pref in run.preferences:
+                lines.append("  " + _describe_preference(pref))
+        lines.append(
+            f"In all: {self.appointments:,} appointment row(s) and "
+            f"{sum(len(r.preferences) for r in self.runs):,} preference row(s); "
+            f"{self.conflicts:,} left as they are."
+        )
+        return lines
+
+    def model(self) -> dict[str, Any]:
+        """The plan as JSON-able data (undo --dry-run --format json)."""
+        return {
+            "mode": "undo-dry-run",
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "resumes_unfinished_undo": r.resumes_unfinished_undo,
+                    "appointments": r.appointments,
+                    "sample_ids": r.sample_ids,
+                    "already_back": r.already_back,
+                    "conflicts": r.conflicts,
+                    "conflict_ids": r.conflict_ids,
+                    "preferences": [
+                        {
+                            "id": p.record_id,
+                            "now": p.now,
+                            "back_to": p.back_to,
+                            "remove": p.remove,
+                            "conflict": p.conflict,
+                        }
+                        for p in r.preferences
+                    ],
+                }
+                for r in self.runs
+            ],
+            "appointments": self.appointments,
+            "conflicts": self.conflicts,
+        }
+
+
+def _describe_preference(pref: PreferenceBack) -> str:
+    now = "NULL" if pref.now is None else repr(pref.now)
+    if pref.conflict:
+        return f"UserPreference {pref.record_id} = {now}: changed since, left as it is"
+    if pref.remove:
+        return f"UserPreference {pref.record_id} = {now}: removed (setup-tool inserted it)"
+    back = "NULL" if pref.back_to is None else repr(pref.back_to)
+    return f"UserPreference {pref.record_id}: {now} -> {back}"
+
+
+def plan_undo(db: Database, run_ids: list[int] | None = None) -> UndoPlan:
+    """Exactly what `undo` would put back, read-only: per run the rows restored (with sample
+    ids), those already back, those someone changed since, and each preference row's value now
+    and after. Counts use the same conditions as the undo itself."""
+    plan = UndoPlan()
+    with db.engine.connect() as conn:
+        if installed_revision(conn, db.schema) is None:
+            return plan
+        targets, unfinished = _targets(conn, db.books, run_ids)
+        for run_id in targets:
+            run = RunUndoPlan(run_id, run_id in unfinished)
+            steps = [
+                int(i)
+                for i in conn.execute(
+                    select(db.books.step.c.step_row_id).where(db.books.step.c.run_id == run_id)
+                ).scalars()
+            ]
+            _plan_appointments(db, conn, steps, run)
+            run.preferences = _plan_preferences(db, conn, steps)
+            plan.runs.append(run)
+    return plan
+
+
+def _plan_appointments(db: Database, conn: Connection, steps: list[int], run: RunUndoPlan) -> None:
+    a, pv = db.tables.appointment, db.books.previous_value
+    if not steps:
+        return
+    joined = a.c.appointment_id == pv.c.record_id
+    mine = and_(pv.c.step_row_id.in_(steps), pv.c.table_name == "appointment")
+    ours = and_(
+        a.c.cautionWarning == NOT_IN_SYNC,
+        _same(a.c.updatedCount, pv.c.new_updated_count),
+        or_(pv.c.new_updated.is_(None), _same(a.c.updated, pv.c.new_updated)),
+    )
+    as_before = and_(
+        _same(a.c.cautionWarning, pv.c.caution_warning),
+        _same(a.c.updated, pv.c.updated),
+        _same(a.c.updated_associate_id, pv.c.updated_associate_id),
+        _same(a.c.updatedCount, pv.c.updated_count),
+    )
+    state = case((ours, "restore"), (as_before, "back"), else_="conflict").label("state")
+    rows = select(pv.c.record_id, state).select_from(pv.outerjoin(a, joined)).where(mine).subquery()
+    counts: dict[str, int] = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            select(rows.c.state, func.count()).group_by(rows.c.state)
+        ).all()
+    }
+    run.appointments = int(counts.get("restore", 0))
+    run.already_back = int(counts.get("back", 0))
+    run.conflicts = int(counts.get("conflict", 0))
+
+    def first(which: str) -> list[int]:
+        query = (
+            select(rows.c.record_id)
+            .where(rows.c.state == which)
+            .order_by(rows.c.record_id)
+            .limit(SAMPLE_SIZE)
+        )
+        return [int(i) for i in conn.execute(query).scalars()]
+
+    run.sample_ids = first("restore") if run.appointments else []
+    run.conflict_ids = first("conflict") if run.conflicts else []
+
+
+def _plan_preferences(db: Database, conn: Connection, steps: list[int]) -> list[PreferenceBack]:
+    up, pv = db.tables.userpreference, db.books.previous_value
+    if not steps:
+        return []
+    recorded = conn.execute(
+        select(pv)
+        .where(pv.c.step_row_id.in_(steps), pv.c.table_name == "UserPreference")
+        .order_by(pv.c.previous_value_id)
+    ).mappings()
+    planned = []
+    for row in recorded:
+        current = conn.execute(
+            select(
+                up.c.prefvalue, up.c.updated, up.c.updated_associate_id, up.c.updatedCount
+            ).where(up.c.userpreference_id == row["record_id"])
+        ).first()
+        ours = _holds(current, {"updatedCount": row["new_updated_count"]}) and (
+            row["new_updated"] is None or _holds(current, {"updated": row["new_updated"]})
+        )
+        if row["inserted"] and current is None:
+            continue  # already removed
+        previous = {
+            "prefvalue": row["prefvalue"],
+            "updated": row["updated"],
+            "updated_associate_id": row["updated_associate_id"],
+            "updatedCount": row["updated_count"],
+        }
+        if not ours and not row["inserted"] and _holds(current, previous):
+            continue  # already back
+        planned.append(
+            PreferenceBack(
+                int(row["record_id"]),
+                current.prefvalue if current is not None else None,
+                None if row["inserted"] else row["prefvalue"],
+                bool(row["inserted"]),
+                conflict=not ours,
+            )
+        )
+    return planned

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy import update
+
 from setup_tool.bookkeeping import (
+    BOOKKEEPING_HEAD,
     close_dead_runs,
     finish_run,
     install_bookkeeping,
@@ -18,10 +23,16 @@ from setup_tool.bookkeeping import (
 from setup_tool.clock import utc_now
 from setup_tool.database import Database
 from setup_tool.detect import OperatorAnswers, detect
-from setup_tool.errors import EXIT_CODE_MEANINGS, ExitCode, InterruptedRun, SetupToolError
+from setup_tool.errors import (
+    EXIT_CODE_MEANINGS,
+    ExitCode,
+    InterruptedRun,
+    OperatorCancelled,
+)
 from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe
 from setup_tool.locking import run_lock
+from setup_tool.logs import LOGGER
 from setup_tool.preconditions import preconditions, with_preconditions
 from setup_tool.privileges import Need, require_rights
 from setup_tool.steps import (
@@ -68,6 +79,25 @@ class UpgradePlan:
         return round(sum(s.estimate_seconds or 0 for s in self.steps), 1)
 
 
+@dataclass(frozen=True)
+class StepTime:
+    """When a step ran (UTC, time-zone aware) and for how long (a monotonic clock)."""
+
+    started: datetime
+    finished: datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ResumedMarking:
+    """An earlier run's marking that this run took up and finished."""
+
+    run_id: int
+    step_row_id: int
+    rows_before: int  # marked by the earlier run(s) before it stopped
+    batches_before: int
+
+
 @dataclass
 class UpgradeResult:
     plan: UpgradePlan
@@ -75,6 +105,10 @@ class UpgradeResult:
     outcome: str
     exit_code: ExitCode
     run_id: int | None = None
+    started: datetime | None = None  # UTC, aware: when the writes began (a real run)
+    finished: datetime | None = None
+    step_times: dict[str, StepTime] = field(default_factory=dict)
+    resumed: ResumedMarking | None = None
 
     @property
     def outcome_text(self) -> str:
@@ -123,7 +157,7 @@ def plan_upgrade(
 
 
 def _not_reached(findings: Findings) -> list[StepPlan]:
-    reason = "Not reached: the SuperOffice version gate blocks the upgrade."
+    reason = gate.not_reached_reason(findings)
     return [
         StepPlan(preference.STEP_ID, preference.TITLE, "skip", reason),
         StepPlan(preference.OVERRIDES_ID, preference.OVERRIDES_TITLE, "skip", reason),
@@ -149,6 +183,8 @@ def plan_with_answers(
 ) -> UpgradePlan:
     """Plan, asking the operator (or failing unattended) for what detection could not settle."""
     plan = plan_upgrade(db, answers, settings, probe)
+    if plan.findings.travel.role.refuses:  # a satellite or travel copy: refused, nothing asked
+        return plan
     if plan.findings.superoffice.status == "undetermined":
         version = interaction.answer_superoffice_version(plan.findings)
         if version:
@@ -226,6 +262,7 @@ def run_upgrade(
 ) -> UpgradeResult:
     if dry_run:
         plan = plan_with_answers(db, answers, settings, probe, interaction)
+        _log_plan(plan)
         outcome, code = dry_run_outcome(plan, detailed_exitcode)
         return UpgradeResult(plan, "dry-run", outcome, code)
     with run_lock(
@@ -234,14 +271,23 @@ def run_upgrade(
         describe_holder=lambda: lock_holder(db.engine, db.books),
     ) as lock:
         plan = plan_with_answers(db, answers, settings, probe, interaction)
+        _log_plan(plan)
         if plan.blocked:
             return UpgradeResult(plan, "upgrade", "blocked", ExitCode.BLOCKED)
         if not _needs_a_run(plan):
             outcome, code = applied_outcome(plan, changed=False)
             return UpgradeResult(plan, "upgrade", outcome, code)
         if not interaction.confirm(plan):
-            raise SetupToolError("Cancelled at the confirmation: nothing was changed.")
+            LOGGER.info("decision: the operator declined at the confirmation")
+            raise OperatorCancelled("Cancelled at the confirmation: nothing was changed.")
         return apply_plan(db, plan, settings, progress, should_stop, lock.check)
+
+
+def _log_plan(plan: UpgradePlan) -> None:
+    from setup_tool.support_log import log_findings, log_plan
+
+    log_findings(plan.findings)
+    log_plan(plan)
 
 
 def _needs_a_run(plan: UpgradePlan) -> bool:
@@ -286,12 +332,14 @@ def apply_plan(
     rows_seen = _RowsSeen(progress)
     ctx.run_id, ctx.progress, ctx.should_stop = run_id, rows_seen, should_stop
     ctx.lock_check = lock_check
-    result = UpgradeResult(plan, "upgrade", "failed", ExitCode.FAILED, run_id)
+    result = UpgradeResult(plan, "upgrade", "failed", ExitCode.FAILED, run_id, started=_aware(now))
+    result.resumed = _resumed(findings)
     try:
-        changed = _apply_steps(ctx, plan.steps)
+        changed = _apply_steps(ctx, plan.steps, result)
     except InterruptedRun as stopped:  # between batches: whole batches only
         _finish(db, run_id, "interrupted", ExitCode.INTERRUPTED)
         result.outcome, result.exit_code = "interrupted", ExitCode.INTERRUPTED
+        result.finished = datetime.now(UTC)
         for step in plan.steps:
             if step.id == mark_invites.STEP_ID and step.decision == "change":
                 step.rows = rows_seen.done
@@ -303,8 +351,26 @@ def apply_plan(
         _finish(db, run_id, "failed", ExitCode.FAILED)
         raise
     result.outcome, result.exit_code = applied_outcome(plan, changed)
+    result.finished = datetime.now(UTC)
     _finish(db, run_id, result.outcome, result.exit_code)
     return result
+
+
+def _aware(moment: datetime) -> datetime:
+    """A naive UTC datetime (as SuperOffice and the bookkeeping store them), made aware."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _resumed(findings: Findings) -> ResumedMarking | None:
+    unfinished = findings.history.unfinished
+    if unfinished is None:
+        return None
+    return ResumedMarking(
+        unfinished.run_id,
+        unfinished.step_row_id,
+        unfinished.rows_changed,
+        unfinished.batches_done,
+    )
 
 
 class InterruptedUpgrade(InterruptedRun):
@@ -353,6 +419,8 @@ def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:
             (books.candidate, "INSERT"),
             (books.candidate, "DELETE"),
         ]
+        if plan.findings.history.revision == BOOKKEEPING_HEAD:  # else this run creates it
+            needs.append((books.batch, "INSERT"))
     return needs
 
 
@@ -368,18 +436,59 @@ def _window_until(findings: Findings, planned_now: datetime, now: datetime) -> F
     return dataclasses.replace(findings, invites=invites)
 
 
-def _apply_steps(ctx: StepContext, steps: list[StepPlan]) -> bool:
+def _apply_steps(ctx: StepContext, steps: list[StepPlan], result: UpgradeResult) -> bool:
     changed = False
     for step in steps:
         if step.id in (preference.STEP_ID, preference.OVERRIDES_ID):
             if step.decision == "change" or (
                 step.id == preference.STEP_ID and ctx.findings.synchronizer.in_use
             ):
-                preference.apply(ctx, step)
+                with _timed(ctx, step, result):
+                    preference.apply(ctx, step)
         elif step.id == mark_invites.STEP_ID and step.decision == "change":
-            mark_invites.apply(ctx, step)
+            with _timed(ctx, step, result):
+                if ctx.progress is not None:
+                    ctx.progress(0, step.rows)  # the marking starts now: so does its clock
+                mark_invites.apply(ctx, step)
         changed = changed or (step.decision == "change" and step.rows > 0)
     return changed
+
+
+@contextmanager
+def _timed(ctx: StepContext, step: StepPlan, result: UpgradeResult) -> Iterator[None]:
+    """Time one step; once it completed, its bookkeeping rows say when it really ran (the steps
+    stamp them with the run's start) and a resumed step names this run as the one that
+    finished it. An interrupted step keeps its times in the result, for the report."""
+    started, clock = datetime.now(UTC), time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - clock
+        result.step_times[step.id] = StepTime(started, datetime.now(UTC), round(seconds, 3))
+        step.duration_seconds = round(seconds, 3)
+    _record_step_times(ctx, step.id, result)
+
+
+def _record_step_times(ctx: StepContext, step_id: str, result: UpgradeResult) -> None:
+    assert ctx.engine is not None and ctx.run_id is not None
+    times = result.step_times[step_id]
+    s = ctx.books.step
+    naive = {
+        "started_at": times.started.replace(tzinfo=None, microsecond=0),
+        "finished_at": times.finished.replace(tzinfo=None, microsecond=0),
+    }
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(s)
+            .where(s.c.run_id == ctx.run_id, s.c.step_key == step_id, s.c.status == "completed")
+            .values(finished_by_run_id=ctx.run_id, **naive)
+        )
+        if step_id == mark_invites.STEP_ID and result.resumed is not None:
+            conn.execute(
+                update(s)
+                .where(s.c.step_row_id == result.resumed.step_row_id, s.c.status == "completed")
+                .values(finished_by_run_id=ctx.run_id, finished_at=naive["finished_at"])
+            )
 
 
 def _finish(db: Database, run_id: int, outcome: str, code: ExitCode) -> None:

@@ -19,15 +19,31 @@ from setup_tool.demo import DemoOptions, build_demo_database
 DEMO_NOW = datetime(2026, 11, 1, 12, 0, 0)
 
 
+@pytest.fixture(autouse=True)
+def own_state_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Default logs and reports go to the XDG state folder (%ProgramData% on Windows): each
+    test gets its own, so no run writes into the home folder of whoever runs the suite. It is
+    not inside tmp_path, which tests list to show what a run left there."""
+    state = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("ProgramData", str(state))
+    return state / "setup-tool"
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory of the test's own (default log and report files land there), with no
-    SETUP_TOOL_* variable from outside."""
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_state_folder: Path) -> Path:
+    """A working directory of the test's own, with no SETUP_TOOL_* variable from outside. It is
+    also the folder default log and report files go to (the test's own state folder), so a test
+    finds them beside its other files; test_output_locations shows that this folder is not the
+    working directory when the tool runs for real."""
     for name in list(os.environ):
         if name.startswith("SETUP_TOOL_"):
             monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    own_state_folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(own_state_folder)
+    return own_state_folder
 
 
 @pytest.fixture(scope="session")

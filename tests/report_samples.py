@@ -1,4 +1,4 @@
-"""Realistic report and history models (schema_version 1) for tests that render or check them."""
+"""Realistic report and history models (schema_version 2) for tests that render or check them."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def _findings() -> dict[str, Any]:
                 {"id": 977, "level": 5, "owner_id": 23, "value": "0", "on": False},
                 {"id": 978, "level": 4, "owner_id": 2, "value": "1", "on": True},
             ],
+            "after": None,
             "summary": "Mail/DiarySynchronizerActive is off system-wide; 1 user override is off.",
             "evidence": [
                 _evidence("UserPreference", "row 412: deflevel=2, owner_id=0, prefvalue='0'"),
@@ -109,14 +110,15 @@ def _findings() -> dict[str, Any]:
                 {"reason": "another caution warning (2-5), kept", "rows": 33},
                 {"reason": "meeting registered outside the window", "rows": 58},
             ],
-            "invites_since": {"at": "2019-11-04 08:12:00", "source": "ProductVersion"},
+            "invites_since": {"at": "2019-11-04T08:12:00+00:00", "source": "ProductVersion"},
             "window": {
-                "from": "2019-11-04 08:12:00",
-                "until": "2026-11-25 19:39:58",
+                "from": "2019-11-04T08:12:00+00:00",
+                "until": "2026-11-25T19:39:58+00:00",
                 "from_evidence": "invites-since, from ProductVersion",
                 "until_evidence": "this run, which switches Diary Synchronizer Active on",
             },
             "nothing_to_mark_because": None,
+            "marked": None,
             "summary": "318 invite meetings (1,284 rows); 1,190 rows to mark, 61 already marked.",
             "evidence": [
                 _evidence("appointment", "(a) an invitation row for the meeting: 120 meetings"),
@@ -143,9 +145,16 @@ def _step(step_id: str, title: str, decision: str, reason: str, **extra: Any) ->
         "sql": [],
         "warnings": [],
         "estimate_seconds": None,
+        "started": None,
+        "finished": None,
         "duration_seconds": None,
+        "changes": [],
     }
     step.update(extra)
+    step["warnings"] = [
+        w if isinstance(w, dict) else {"code": f"{step_id}_warning", "message": w}
+        for w in step["warnings"]
+    ]
     return step
 
 
@@ -193,28 +202,48 @@ def _steps() -> list[dict[str, Any]]:
 def sample_report(**overrides: Any) -> dict[str, Any]:
     """A dry-run report of a database that needs both steps; keyword arguments replace top keys."""
     report: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": 2,
         "tool": {"name": "setup-tool", "version": "0.1.0"},
-        "generated_at": "2026-11-25T19:40:00Z",
+        "generated_at": "2026-11-25T19:40:00+00:00",
         "mode": "dry-run",
         "database": {"url": "sqlite:////tmp/crm.db", "dialect": "sqlite", "table_prefix": None},
         "outcome": "changes_pending",
         "outcome_text": "2 steps will change the database; nothing has been written yet.",
         "exit_code": 10,
         "exit_meaning": "dry run: changes pending",
+        "started": None,
+        "finished": None,
+        "duration_seconds": None,
         "summary": [
             "Diary Synchronizer Active will be switched on (1 row: UserPreference 412).",
             "1190 appointment rows of 318 invite meetings will be marked NotInSync.",
         ],
         "findings": _findings(),
         "steps": _steps(),
-        "warnings": ["1 user override keeps Diary Synchronizer Active off."],
+        "warnings": [
+            {
+                "code": "overrides_left_off",
+                "message": "1 user override keeps Diary Synchronizer Active off.",
+                "step": "overrides",
+            }
+        ],
         "advice": [
             "Users see Diary Synchronizer Active at their next login: SuperOffice (NetServer) "
             "caches preferences.",
         ],
         "estimate_seconds": 4.3,
         "run_id": None,
+        "resumed": None,
+        "figures": {
+            "of": "to_mark",
+            "by_year": [{"year": 2025, "rows": 410}, {"year": 2026, "rows": 780}],
+            "by_associate": [
+                {"associate_id": 23, "name": "EVA (Eva Berg)", "rows": 640},
+                {"associate_id": 5, "name": "OLA (Ola Nordmann)", "rows": 550},
+            ],
+            "other_associates": None,
+            "batches": [],
+        },
         "log_file": None,
         "report_file": "/tmp/report.html",
     }
@@ -222,12 +251,30 @@ def sample_report(**overrides: Any) -> dict[str, Any]:
     return report
 
 
+def _run_step(
+    run_id: int, step_id: str, decision: str, status: str, rows: int, batches: int = 0
+) -> dict[str, Any]:
+    finished = status == "completed"
+    return {
+        "id": step_id,
+        "run_id": run_id,
+        "decision": decision,
+        "status": status,
+        "rows": rows,
+        "batches": batches,
+        "started_at": "2026-11-20T08:00:05+00:00",
+        "finished_at": "2026-11-20T08:00:40+00:00" if finished else None,
+        "duration_seconds": 35.0 if finished else None,
+        "finished_by": run_id if finished else None,
+    }
+
+
 def sample_history(**overrides: Any) -> dict[str, Any]:
     """Two past runs: an upgrade, then an undo of it; keyword arguments replace top keys."""
     history: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": 2,
         "tool": {"name": "setup-tool", "version": "0.1.0"},
-        "generated_at": "2026-11-25T19:40:00Z",
+        "generated_at": "2026-11-25T19:40:00+00:00",
         "database": {
             "url": "mssql+pyodbc://crm_admin:***@sql01/SuperOffice",
             "dialect": "mssql",
@@ -236,8 +283,9 @@ def sample_history(**overrides: Any) -> dict[str, Any]:
         "runs": [
             {
                 "id": 1,
-                "started_at": "2026-11-20 08:00:03",
-                "finished_at": "2026-11-20 08:00:41",
+                "started_at": "2026-11-20T08:00:03+00:00",
+                "finished_at": "2026-11-20T08:00:41+00:00",
+                "duration_seconds": 38.0,
                 "mode": "upgrade",
                 "outcome": "done",
                 "exit_code": 0,
@@ -247,21 +295,18 @@ def sample_history(**overrides: Any) -> dict[str, Any]:
                 "superoffice_version": "8.5 R10",
                 "synchronizer_version": "3.2.284",
                 "undone_by": 2,
+                "has_report": True,
                 "steps": [
-                    {"id": "gate", "decision": "done", "status": "finished", "rows": 0},
-                    {"id": "preference", "decision": "change", "status": "finished", "rows": 1},
-                    {
-                        "id": "mark_invites",
-                        "decision": "change",
-                        "status": "finished",
-                        "rows": 1190,
-                    },
+                    _run_step(1, "preference", "change", "completed", 1),
+                    _run_step(1, "mark_invites", "change", "completed", 1190, batches=1),
                 ],
+                "finished_steps": [],
             },
             {
                 "id": 2,
-                "started_at": "2026-11-21 09:12:00",
+                "started_at": "2026-11-21T09:12:00+00:00",
                 "finished_at": None,
+                "duration_seconds": None,
                 "mode": "undo",
                 "outcome": None,
                 "exit_code": None,
@@ -271,7 +316,9 @@ def sample_history(**overrides: Any) -> dict[str, Any]:
                 "superoffice_version": None,
                 "synchronizer_version": None,
                 "undone_by": None,
-                "steps": [{"id": "undo", "decision": "change", "status": "running", "rows": 412}],
+                "has_report": False,
+                "steps": [_run_step(2, "undo", "change", "running", 412)],
+                "finished_steps": [],
             },
         ],
     }

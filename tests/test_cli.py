@@ -148,6 +148,27 @@ def newly_marked(before: dict[int, Any], db: Path) -> set[int]:
     return {i for i, warning in after.items() if warning != before[i]}
 
 
+class FirstRunOracle:
+    """What SPEC step 4 says a first run marks, from the independent oracle over the rows as
+    they were before it (never from the tool's own dry run: a wrong marking predicate would
+    agree with itself). Take it before the run; `check` after it."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.target = TargetDatabase("sqlite", url(db), None, url(db))
+        self.rows = self.target.database_rows()
+        self.before = warnings_by_id(db)
+
+    def check(self) -> set[int]:
+        must = invites_to_mark(self.rows, self.target.first_run_started())
+        marked_now = newly_marked(self.before, self.db)
+        assert marked_now == must, (
+            f"SPEC step 4: extra {sorted(marked_now - must)[:10]}, "
+            f"missing {sorted(must - marked_now)[:10]}"
+        )
+        return marked_now
+
+
 def since_undetermined(make_demo: Callable[..., Path], scenario: str) -> Path:
     """Nothing in the database says since when invites exist: the SuperOffice ProductVersion
     rows and any invitation rows carry SuperOffice's empty date, while emailId rows exist."""
@@ -334,7 +355,7 @@ def test_exit_4_when_the_synchronizer_is_older_than_3_2_284(make_demo: Callable[
     db = make_demo(synchronizer_version="3.2.283")
     plan = dry_run_report(db, "--fix-overrides")
     assert plan["findings"]["synchronizer"]["status"] == "too_old"
-    before = marked(db)
+    oracle = FirstRunOracle(db)
 
     result = invoke(
         "upgrade",
@@ -351,8 +372,8 @@ def test_exit_4_when_the_synchronizer_is_older_than_3_2_284(make_demo: Callable[
     check = {step["id"]: step for step in report["steps"]}["synchronizer_check"]
     assert "older than 3.2.284" in check["reason"]
     assert "older than 3.2.284" in result.stderr  # said plainly, not only in the report
-    # the data is still protected
-    assert marked(db) == before + step_rows(plan)["mark_invites"] > before
+    # the data is still protected, exactly as SPEC step 4 says
+    assert len(oracle.check()) == step_rows(plan)["mark_invites"] > 0
 
 
 def test_exit_5_while_another_run_holds_the_lock(demo_db: Path) -> None:
@@ -589,15 +610,17 @@ def test_wizard_asks_for_the_connection_shows_the_plan_and_declining_changes_not
     before = digest(demo_db)
 
     result = invoke("upgrade", input=f"{url(demo_db)}\nn\n")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 7, result.output  # cancelled by the operator, not a failure
     assert "SQL Server (host\\instance) or a database URL" in result.stderr
-    # the findings with their evidence, and the plan with row counts, before the one question
-    assert "Findings" in result.stdout and "ProductVersion" in result.stdout
+    # the findings with their evidence, and the plan with row counts, before the one question,
+    # on the terminal (stderr) with the question: stdout may be redirected to a file
+    assert "What setup-tool found" in result.stderr and "ProductVersion" in result.stderr
     assert (
-        f"Mark pre-existing invite appointments: will change {rows['mark_invites']} row(s)"
-        in result.stdout
+        f"Mark pre-existing invite appointments: will change {rows['mark_invites']:,} row(s)"
+        in result.stderr
     )
-    assert "Switch on Diary Synchronizer Active: will change 1 row(s)" in result.stdout
+    assert "Switch on Diary Synchronizer Active: will change 1 row(s)" in result.stderr
+    assert result.stdout == ""
     assert result.output.count(WIZARD_CONFIRM) == 1
     assert "Cancelled at the confirmation: nothing was changed" in result.stderr
     assert digest(demo_db) == before
@@ -626,11 +649,11 @@ def test_wizard_applies_after_one_confirmation_and_says_where_report_and_log_are
     demo_db: Path, workdir: Path
 ) -> None:
     rows = step_rows(dry_run_report(demo_db))
-    before = marked(demo_db)
+    oracle = FirstRunOracle(demo_db)
     result = invoke("upgrade", "--database-url", url(demo_db), input="y\n")
     assert result.exit_code == 4, result.output  # the override row is still off
     assert result.output.count(WIZARD_CONFIRM) == 1
-    assert marked(demo_db) == before + rows["mark_invites"]
+    assert len(oracle.check()) == rows["mark_invites"] > 0
     report = re.search(r"Report: (\S+)", result.stderr)
     log = re.search(r"Log: +(\S+)", result.stderr)
     assert report and log, result.stderr
@@ -644,7 +667,7 @@ def test_wizard_overrides_left_off_exit_4_and_fixed_with_fix_overrides(demo_db: 
     assert "0" in override_values(demo_db)
     fixed = invoke("upgrade", "--database-url", url(demo_db), "--fix-overrides", input="y\n")
     assert fixed.exit_code == 0, fixed.output
-    assert "1 row(s)" in fixed.stdout
+    assert "changed 1 row(s)" in fixed.stderr
     assert set(override_values(demo_db)) == {"1"}
 
 
@@ -679,7 +702,7 @@ def test_wizard_licensed_only_asks_whether_it_is_in_use_yes(
 ) -> None:
     db = licensed_only(make_demo)
     rows = step_rows(dry_run_report(db, "--synchronizer-version", "3.2.284"))
-    before = marked(db)
+    oracle = FirstRunOracle(db)
     # an unreadable version is asked again
     result = invoke(
         "upgrade", "--database-url", url(db), "--fix-overrides", input="y\nthree\n3.2.284\ny\n"
@@ -689,7 +712,7 @@ def test_wizard_licensed_only_asks_whether_it_is_in_use_yes(
     assert "Cannot read the InfoBridge Synchronizer version 'three'" in result.stderr
     assert result.output.count("Its version") == 2
     assert "superoffice.exchange-sync" in result.stderr  # the evidence is shown with the question
-    assert marked(db) == before + rows["mark_invites"] > before
+    assert len(oracle.check()) == rows["mark_invites"] > 0
 
 
 def test_wizard_licensed_only_asks_whether_it_is_in_use_no(
@@ -715,11 +738,13 @@ def test_wizard_asks_for_an_undetermined_superoffice_version(
     assert digest(db) == before
 
     rows = step_rows(dry_run_report(db, "--superoffice-version", "8.5 R10"))
+    oracle = FirstRunOracle(db)
     result = invoke("upgrade", "--database-url", url(db), "--fix-overrides", input="8.5 R10\ny\n")
     assert result.exit_code == 0, result.output
     assert result.output.count(VERSION_QUESTION) == 1
-    assert "SuperOffice 8.5 R10 supports invites" in result.stdout
-    assert marked(db) == marked_before + rows["mark_invites"] > marked_before
+    assert "SuperOffice 8.5 R10 supports invites" in result.stderr
+    assert len(oracle.check()) == rows["mark_invites"] > 0
+    assert marked(db) > marked_before
 
 
 @pytest.mark.parametrize("scenario", ["r10-shape", "new-customer"])
@@ -756,14 +781,17 @@ def test_wizard_asks_since_when_invites_exist_when_nothing_in_the_database_says(
     counted = {fp["kind"]: fp["counted"] for fp in invites["footprints"]}
     assert counted["email-id"] is bool(answer)
     assert invites["invites_since"]["source"] == ("operator" if answer else "undetermined")
-    assert (NO_EMAIL_ID in flat(result.stdout)) is not bool(answer)  # the plan's warnings
+    assert (NO_EMAIL_ID in flat(result.stderr)) is not bool(answer)  # the plan's warnings
 
 
 def test_yes_applies_without_the_question_but_still_shows_the_plan(demo_db: Path) -> None:
+    oracle = FirstRunOracle(demo_db)
     result = invoke("upgrade", "--database-url", url(demo_db), "--yes", "--fix-overrides")
     assert result.exit_code == 0, result.output
+    assert oracle.check()  # applied: the rows SPEC step 4 names are marked
+    assert set(override_values(demo_db)) == {"1"}
     assert WIZARD_CONFIRM not in result.output
-    assert "will change" in result.stdout
+    assert "will change" in result.stderr
 
 
 # --- unattended --------------------------------------------------------------------------------
@@ -866,7 +894,7 @@ def test_unattended_never_asks_since_when_and_goes_on_without_email_id(
     assert newly_marked(before, db) == expected
     assert expected < invites_to_mark(rows, target.first_run_started(), operator_since=R10_DAY)
     report = json.loads((workdir / "run.json").read_text())
-    assert any(NO_EMAIL_ID in warning for warning in report["warnings"])
+    assert any(NO_EMAIL_ID in warning["message"] for warning in report["warnings"])
     invites = report["findings"]["invites"]
     assert invites["invites_since"] == {"at": None, "source": "undetermined"}
     assert {fp["kind"]: fp["counted"] for fp in invites["footprints"]}["email-id"] is False
@@ -951,7 +979,8 @@ def test_unattended_always_writes_a_log_file(demo_db: Path, workdir: Path) -> No
     assert real.exit_code == 4, real.output
     assert logs_in(workdir) == []
     text = chosen.read_text()
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO", text, re.M)
+    # UTC timestamps that say so (tests/test_log_content.py has the rest of the log's content)
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 INFO", text, re.M)
     assert "outcome action_required, exit code 4" in text
 
 
@@ -1008,7 +1037,7 @@ def test_the_wizard_summary_says_what_to_do_after_the_change(demo_db: Path) -> N
 
 
 def test_options_from_environment_variables(demo_db: Path) -> None:
-    before = marked(demo_db)
+    oracle = FirstRunOracle(demo_db)
     result = invoke(
         "upgrade",
         env={
@@ -1022,7 +1051,7 @@ def test_options_from_environment_variables(demo_db: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(Path("env-report.json").read_text())
     assert report["outcome"] == "done"
-    assert marked(demo_db) == before + step_rows(report)["mark_invites"]
+    assert len(oracle.check()) == step_rows(report)["mark_invites"] > 0
 
 
 def test_options_from_an_answer_file_with_sections(demo_db: Path) -> None:
@@ -1075,7 +1104,7 @@ def test_a_typo_in_the_answer_file_is_an_error_with_a_suggestion(demo_db: Path) 
     assert "Unknown key 'fix-overides'" in result.output
     assert "Did you mean 'fix-overrides'?" in result.output
 
-    Path("nonsense.toml").write_text("colour = 'blue'\n")
+    Path("nonsense.toml").write_text("flavour = 'blue'\n")
     nonsense = invoke("detect", "--config", "nonsense.toml")
     assert nonsense.exit_code == 2
     assert "Valid keys:" in nonsense.output and "database-url" in nonsense.output
@@ -1275,7 +1304,7 @@ def test_the_wizard_offers_the_answer_files_connection_as_its_default(demo_db: P
     result = invoke("upgrade", "--config", answers, input="\nn\n")  # accept it, then decline
     assert f"[{url(demo_db)}]" in result.stderr  # the connection screen shows the remembered one
     assert "Apply these changes" in result.stderr
-    assert result.exit_code == 1 and demo_db.read_bytes() == before
+    assert result.exit_code == 7 and demo_db.read_bytes() == before  # cancelled by the operator
 
 
 def test_answers_saved_by_the_wizard_drive_the_unattended_run(

@@ -285,19 +285,22 @@ def test_a_real_run_checks_its_outputs_can_be_written_before_the_first_change(
     assert files_in(demo_db.parent) == before  # not upgraded, then exit 1: not touched at all
 
 
-def test_a_real_run_checks_the_default_report_can_be_written(demo_db: Path, workdir: Path) -> None:
-    """The default report lands in the working folder; here that folder is gone (removed by
-    someone else), so the run must not start rather than upgrade and then fail on the report."""
-    gone = workdir / "gone"
-    gone.mkdir()
-    os.chdir(gone)
-    gone.rmdir()
+def test_a_real_run_checks_the_default_report_can_be_written(
+    demo_db: Path, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default report lands in the tool's own folder (output_files.default_output_folder);
+    here a file stands where that folder would be, so the run must not start rather than
+    upgrade and then fail on the report."""
+    blocker = tmp_path / "state"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
     before = files_in(workdir)
     result = invoke(
         "upgrade", "--database-url", url(demo_db), "--unattended", "--log-file", workdir / "run.log"
     )
     assert result.exit_code == 2, result.output
-    assert "the report" in result.stderr and "its folder does not exist" in result.stderr
+    assert "Cannot create the folder for setup-tool's logs and reports" in result.stderr
+    assert "--report" in result.stderr
     assert files_in(workdir) == before
 
 

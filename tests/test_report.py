@@ -29,6 +29,7 @@ from setup_tool.report import (
     REPORT_FORMATS,
     ReportFormat,
     describe_estimate,
+    describe_moment,
     describe_seconds,
     infer_format,
     render_history,
@@ -79,7 +80,9 @@ def hostile_report() -> dict[str, Any]:
     findings["travel"]["evidence"][0]["detail"] = (
         "<img src=x onerror=\"window.__pwned=1\"><script>document.title='pwned'</script>"
     )
-    report["steps"][3]["warnings"] = [f"Meeting 5001 organised by {INJECTED}"]
+    report["steps"][3]["warnings"] = [
+        {"code": "mark_invites_warning", "message": f"Meeting 5001 organised by {INJECTED}"}
+    ]
     return report
 
 
@@ -167,7 +170,9 @@ def _nested(change: str) -> dict[str, Any]:
         ("missing key", _without("steps")),
         ("missing key", _without("exit_meaning")),
         ("extra top-level key", sample_report(unexpected=True)),
-        ("other schema version", sample_report(schema_version=2)),
+        ("older schema version", sample_report(schema_version=1)),
+        ("warning without a code", sample_report(warnings=["a bare string"])),
+        ("naive timestamp", sample_report(started="2026-11-25 19:40:00")),
         ("unknown outcome", sample_report(outcome="success")),
         ("exit code not an integer", sample_report(exit_code="0")),
         ("nested", _nested("step without rows")),
@@ -197,6 +202,10 @@ def test_history_json_validates_and_rejects_a_changed_shape() -> None:
 PLANNED = {"change": "will change", "done": "already done", "skip": "skipped", "blocked": "blocked"}
 
 
+# How each format labels a step's row count.
+ROWS_SHOWN = {"text": "Rows: {:,}", "md": "Rows: {:,}", "html": "Rows {:,}", "json": "{}"}
+
+
 @pytest.mark.parametrize("fmt", REPORT_FORMATS)
 def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> None:
     report = sample_report()
@@ -208,6 +217,9 @@ def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> 
             "decision": "blocked",
         }
     )
+    # Row counts no other figure of the report shares (0 and 1 are in every report anyway).
+    for index, step in enumerate(report["steps"]):
+        step["rows"] = 20_000 + 1_111 * index
     text = visible_text(render_report(report, fmt), fmt)
 
     for step in report["steps"]:
@@ -215,7 +227,11 @@ def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> 
         decision = PLANNED[step["decision"]] if fmt != "json" else step["decision"]
         # The decision is shown with its step, not just somewhere in the report.
         assert re.search(re.escape(step["title"]) + r".{0,40}?" + decision, text, re.I | re.S)
-        assert str(step["rows"]) in text
+        # ...and so is its row count, labelled as one.
+        rows = ROWS_SHOWN[fmt].format(step["rows"])
+        assert re.search(re.escape(step["title"]) + r"[\s\S]{0,600}?" + re.escape(rows), text), (
+            f"{step['id']}: {rows!r} not shown with the step"
+        )
         for sample_id in step["sample_ids"]:
             assert str(sample_id) in text
     for finding in report["findings"].values():
@@ -223,7 +239,7 @@ def test_every_format_shows_every_step_and_every_evidence(fmt: ReportFormat) -> 
         for item in finding["evidence"]:
             assert item["source"] in text
             assert item["detail"] in text
-    for sentence in report["summary"] + report["warnings"]:
+    for sentence in report["summary"] + [w["message"] for w in report["warnings"]]:
         assert sentence in text
     assert report["outcome_text"] in text
     assert report["exit_meaning"] in text
@@ -266,6 +282,10 @@ def test_applied_runs_say_what_changed_not_what_will(fmt: ReportFormat) -> None:
     assert "2 min 5 s" in output
 
 
+# How each format shows a past step's row count on the step's line.
+HISTORY_ROWS_SHOWN = {"text": " {} row", "md": "| {} |", "html": " {} row", "json": " {} "}
+
+
 @pytest.mark.parametrize("fmt", REPORT_FORMATS)
 def test_every_format_shows_every_past_run(fmt: ReportFormat) -> None:
     history = sample_history()
@@ -274,12 +294,18 @@ def test_every_format_shows_every_past_run(fmt: ReportFormat) -> None:
     for run in history["runs"]:
         assert f"{run['id']}" in text
         assert run["mode"] in text
-        assert run["started_at"] in text
+        # Shown as a person reads it, its zone kept ("2026-11-20 08:00:03 UTC").
+        assert (run["started_at"] if fmt == "json" else describe_moment(run["started_at"])) in text
         assert run["os_user"] in text
         for step in run["steps"]:
             assert step["id"] in text
             assert step["status"] in text
-            assert str(step["rows"]) in text
+            # The count on the step's own line (0 and 1 would be found anywhere).
+            rows = step["rows"] if fmt == "json" else f"{step['rows']:,}"
+            shown = HISTORY_ROWS_SHOWN[fmt].format(rows)
+            assert re.search(re.escape(step["id"]) + r"[^\n]{0,80}?" + re.escape(shown), text), (
+                f"{step['id']}: {shown!r}"
+            )
     assert history["database"]["url"] in text
 
 

@@ -89,7 +89,7 @@ def test_invites_since_and_footprints_from_environment_and_answer_file(
     found = _invites_json(
         invoke("upgrade", "--database-url", url, "--dry-run", "--format", "json", env=env)
     )
-    assert found["invites_since"] == {"at": "2021-03-04 00:00:00", "source": "operator"}
+    assert found["invites_since"] == {"at": "2021-03-04T00:00:00+00:00", "source": "operator"}
     answers = workdir / "answers.toml"
     answers.write_text('invites-since = "2022-05-06T07:08:09"\nfootprints = "send-email"\n')
     found = _invites_json(
@@ -97,7 +97,7 @@ def test_invites_since_and_footprints_from_environment_and_answer_file(
             "upgrade", "--database-url", url, "--config", answers, "--dry-run", "--format", "json"
         )
     )
-    assert found["invites_since"] == {"at": "2022-05-06 07:08:09", "source": "operator"}
+    assert found["invites_since"] == {"at": "2022-05-06T07:08:09+00:00", "source": "operator"}
     kinds = [fp["kind"] for fp in found["footprints"] if fp["counted"]]  # type: ignore[attr-defined]
     assert kinds == ["send-email"]
 

@@ -17,29 +17,36 @@ How it stays fast and safe on millions of rows:
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
     Insert,
+    Integer,
     Select,
     Table,
     Update,
     and_,
     bindparam,
     case,
+    cast,
     delete,
+    extract,
     func,
     literal,
     literal_column,
     select,
+    union_all,
     update,
 )
 
-from setup_tool.bookkeeping import Bookkeeping, record_previous_values
+from setup_tool.bookkeeping import Bookkeeping, record_batch_timing, record_previous_values
 from setup_tool.clock import is_real_date
 from setup_tool.errors import InterruptedRun, SetupToolError
 from setup_tool.findings import (
@@ -58,6 +65,7 @@ from setup_tool.findings import (
 )
 from setup_tool.invites import (
     EMAIL_ID,
+    FLAG_COLUMNS,
     FOOTPRINTS,
     INVITATION,
     NOT_IN_SYNC,
@@ -67,13 +75,24 @@ from setup_tool.invites import (
     in_a_diary,
     invite_sets,
     markable,
+    materialized,
     not_externally_owned,
-    rows_of,
+    rows_of_meetings,
+    selected_and_markable,
     to_mark,
 )
-from setup_tool.lock_waits import bound_lock_waits, retrying_lock_waits
+from setup_tool.lock_waits import (
+    LOCK_TIMEOUT,
+    bound_lock_waits,
+    holding_lock_wait,
+    lock_wait_failure,
+    pause_unless_stopped,
+    retrying_lock_waits,
+    yield_deadlocks,
+)
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.steps import (
+    BatchFigures,
     SqlValue,
     StepContext,
     StepPlan,
@@ -83,10 +102,24 @@ from setup_tool.steps import (
 )
 from setup_tool.travel import UPDATED, log_changes
 
+log = logging.getLogger(__name__)
+
 STEP_ID = "mark_invites"
 TITLE = "Mark pre-existing invite appointments"
 SAMPLE_SIZE = 10
 ASSUMED_ROWS_PER_SECOND = 20_000  # for the estimate only; the benchmark measures the real rate
+# SQL Server takes page or row locks as it sees fit and escalates to a table lock once one
+# statement holds 5,000 locks on a table (SQL Server documentation, "Lock escalation"): ROWLOCK
+# keeps users on the same page free, and a batch stays under the threshold (mssql_batch_size).
+# UPDLOCK makes the batch's first read take the update locks its UPDATE needs, so that nobody
+# changes a row between its previous value being recorded and the change.
+MSSQL_LOCK_ROWS = "WITH (UPDLOCK, ROWLOCK)"
+# READPAST skips rows another session holds. Only the search for those busy rows uses it: a batch
+# that skipped a row would leave it unmarked behind its checkpoint, so no batch ever reads so.
+MSSQL_FIND_FREE_ROWS = "WITH (UPDLOCK, ROWLOCK, READPAST)"
+MSSQL_ROW_LOCKS = "WITH (ROWLOCK)"
+MSSQL_MAX_BATCH_ROWS = 4000  # each statement of a batch locks one key per row: below 5,000
+MAX_BUSY_ROWS = 100  # rows another session holds that the next try waits for alone
 # The synchronizer's default sync range (kb.infobridge.com article 203736391): marks outside it
 # change nothing the synchronizer does today, but stay as a precaution.
 SYNC_RANGE_BACK, SYNC_RANGE_AHEAD = timedelta(days=30), timedelta(days=120)
@@ -132,12 +165,23 @@ def count_invites(
     since: InvitesSince,
     now: datetime,
 ) -> InviteCounts:
-    """Every invite figure in two statements, each one scan of the appointment table."""
+    """Every invite figure and the sample ids in one statement: one scan of the appointment
+    table for the footprints, then seeks for the invite meetings' rows (see `_survey`)."""
     if selection is None:
         return InviteCounts([], 0, 0, 0, 0, 0, 0, {}, None, _no_sync_evidence())
-    sets = invite_sets(tables, selection)
-    footprints, meetings, selected = _count_meetings(conn, tables, sets, selection, since)
-    rows, groups = _classify_rows(conn, tables, sets, now)
+    survey = _survey(conn, tables, invite_sets(tables, selection), now)
+    groups = survey.groups
+    footprints = [
+        FootprintCount(
+            kind,
+            FOOTPRINTS[kind],
+            survey.footprint_meetings.get(kind, 0),
+            survey.footprint_rows.get(kind, 0),
+            kind in selection.usable(tables),
+            _footprint_note(kind, tables, selection, since),
+        )
+        for kind in FOOTPRINTS
+    ]
     to_mark_rows = groups.get("to_mark", 0)
     left_out = {
         EXTERNAL_ROWS: groups.get("external", 0),
@@ -156,67 +200,31 @@ def count_invites(
     evidence.append(
         Evidence(
             "appointment",
-            f"{meetings:,} invite meetings ({rows:,} rows), {selected:,} of them "
-            f"{selection.describe()}: {to_mark_rows:,} rows to mark "
-            f"({groups.get('in_range', 0):,} inside the synchronizer's default sync range, "
+            f"{survey.meetings:,} invite meetings ({survey.rows:,} rows), "
+            f"{survey.selected_meetings:,} of them {selection.describe()}: {to_mark_rows:,} rows "
+            f"to mark ({survey.in_sync_range:,} inside the synchronizer's default sync range, "
             "30 days back to 120 ahead)",
         )
     )
     counts = InviteCounts(
         footprints=footprints,
-        meetings=meetings,
-        rows=rows,
-        selected_meetings=selected,
+        meetings=survey.meetings,
+        rows=survey.rows,
+        selected_meetings=survey.selected_meetings,
         to_mark=to_mark_rows,
-        in_sync_range=groups.get("in_range", 0),
+        in_sync_range=survey.in_sync_range,
         already_marked=groups.get("marked", 0),
         left_out=left_out,
         selection=selection,
         evidence=evidence,
+        sample_ids=survey.sample_ids,
+        by_year_and_associate=survey.by_year_and_associate,
     )
     return _with_reason(counts)
 
 
 def _no_sync_evidence() -> list[Evidence]:
     return [Evidence("appointment", "not counted: no synchronizer in use, nothing is marked")]
-
-
-def _count_meetings(
-    conn: Connection,
-    tables: SuperOfficeTables,
-    sets: InviteSets,
-    selection: Selection,
-    since: InvitesSince,
-) -> tuple[list[FootprintCount], int, int]:
-    """Per footprint its meetings and rows, then all invite meetings and the selected ones: one
-    statement, so the footprint scan is shared."""
-    a = tables.appointment
-    usable = selection.usable(tables)
-
-    def count(query: Select[Any]) -> ColumnElement[int]:
-        return select(func.count()).select_from(query.subquery()).scalar_subquery()
-
-    columns = []
-    for kind in FOOTPRINTS:
-        columns.append(count(sets.footprint_meetings(kind)) if kind in usable else literal(0))
-        rows = select(a.c.appointment_id).where(rows_of(a, sets.footprint_meetings(kind)))
-        columns.append(count(rows) if kind in usable else literal(0))
-    columns += [count(sets.meetings(within=False)), count(sets.meetings(within=True))]
-    values = [int(v or 0) for v in conn.execute(select(*columns)).one()]
-    footprints = []
-    for index, kind in enumerate(FOOTPRINTS):
-        note = _footprint_note(kind, tables, selection, since)
-        footprints.append(
-            FootprintCount(
-                kind,
-                FOOTPRINTS[kind],
-                values[2 * index],
-                values[2 * index + 1],
-                kind in usable,
-                note,
-            )
-        )
-    return footprints, values[-2], values[-1]
 
 
 def _footprint_note(
@@ -234,46 +242,154 @@ def _footprint_note(
     return ""
 
 
-def _classify_rows(
+@dataclasses.dataclass
+class _Survey:
+    """What the counting statement returns, summed up."""
+
+    groups: dict[str, int] = dataclasses.field(default_factory=dict)  # outcome -> rows
+    footprint_meetings: dict[str, int] = dataclasses.field(default_factory=dict)
+    footprint_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    meetings: int = 0
+    selected_meetings: int = 0
+    rows: int = 0
+    in_sync_range: int = 0
+    sample_ids: list[int] = dataclasses.field(default_factory=list)
+    by_year_and_associate: list[tuple[int | None, int, int]] = dataclasses.field(
+        default_factory=list
+    )
+
+
+# The parts of the counting statement's result, told apart by its first column.
+_ROWS, _FOOTPRINT_ROWS = "rows", "footprint_rows"
+_MEETINGS, _FOOTPRINTS, _SAMPLE, _FIGURES = "meetings", "footprints", "sample", "figures"
+
+
+def _survey(
     conn: Connection, tables: SuperOfficeTables, sets: InviteSets, now: datetime
-) -> tuple[int, dict[str, int]]:
-    """Rows of every invite meeting, grouped by what happens to them (one scan, shared)."""
-    a = tables.appointment
-    selected = rows_of(a, sets.meetings(within=True))
-    outcome = case(
-        (~in_a_diary(a), "external"),
-        (~not_externally_owned(a), "owned"),
-        (~selected, "outside"),
-        (a.c.cautionWarning == NOT_IN_SYNC, "marked"),
-        (a.c.cautionWarning > NOT_IN_SYNC, "other"),
+) -> _Survey:
+    """Rows of every invite meeting grouped by what happens to them, the meetings, each
+    footprint's meetings and rows, and the first ids to mark: one statement, so the footprint
+    scan and the series are resolved once (the dry run must stay within 2 x a bare COUNT + 1 s).
+
+    A footprint's rows are the rows of the invite meetings that carry it; an invitation row that
+    points at a participant's row rather than a meeting counts for the footprint's meetings only.
+    """
+    survey = _Survey()
+    kinds = list(FOOTPRINTS)
+    for part, outcome, flag, *by_kind, n in conn.execute(_survey_statement(tables, sets, now)):
+        n = int(n)
+        if part == _SAMPLE:
+            survey.sample_ids.append(n)
+        elif part == _FIGURES:
+            year, associate_id = flag, by_kind[0]
+            survey.by_year_and_associate.append((year, int(associate_id or 0), n))
+        elif part == _MEETINGS:
+            survey.meetings += n
+            survey.selected_meetings += n if flag else 0
+        elif part == _FOOTPRINTS:
+            for kind, carries in zip(kinds, by_kind, strict=True):
+                if carries:
+                    survey.footprint_meetings[kind] = survey.footprint_meetings.get(kind, 0) + n
+        elif part == _FOOTPRINT_ROWS:
+            for kind, carries in zip(kinds, by_kind, strict=True):
+                if carries:
+                    survey.footprint_rows[kind] = survey.footprint_rows.get(kind, 0) + n
+        else:
+            survey.rows += n
+            survey.groups[outcome] = survey.groups.get(outcome, 0) + n
+            survey.in_sync_range += n if flag and outcome == "to_mark" else 0
+    survey.sample_ids.sort()
+    return survey
+
+
+def _survey_statement(
+    tables: SuperOfficeTables, sets: InviteSets, now: datetime
+) -> CompoundSelect[Any]:
+    meetings, fp = sets.flagged_meetings(), sets.footprints
+    none: ColumnElement[Any] = literal_column("NULL")
+    zero: list[ColumnElement[Any]] = [literal_column("0")] * len(FLAG_COLUMNS)
+    invite_rows = materialized(
+        rows_of_meetings(
+            tables,
+            meetings,
+            lambda row: [
+                row.c.appointment_id,
+                _outcome(row, meetings.c.selected),
+                _in_sync_range(row, now),
+                cast(extract("year", row.c.registered), Integer).label("year"),
+                row.c.associate_id,
+            ],
+        ).cte("invite_rows")
+    )
+    per_outcome = select(
+        _part(_ROWS), invite_rows.c.outcome, invite_rows.c.in_range, *zero, func.count()
+    ).group_by(invite_rows.c.outcome, invite_rows.c.in_range)
+    flags: list[ColumnElement[Any]] = [fp.c[column] for column in FLAG_COLUMNS.values()]
+    footprint_rows = rows_of_meetings(tables, fp, lambda row: flags).subquery("footprint_rows")
+    row_flags = [footprint_rows.c[column] for column in FLAG_COLUMNS.values()]
+    per_footprint_rows = select(
+        _part(_FOOTPRINT_ROWS), none, literal_column("0"), *row_flags, func.count()
+    ).group_by(*row_flags)
+    per_meeting = select(_part(_MEETINGS), none, meetings.c.selected, *zero, func.count())
+    per_footprint = select(_part(_FOOTPRINTS), none, literal_column("0"), *flags, func.count())
+    first = (
+        select(invite_rows.c.appointment_id)
+        .where(invite_rows.c.outcome == "to_mark")
+        .order_by(invite_rows.c.appointment_id)
+        .limit(SAMPLE_SIZE)
+        .subquery("first_to_mark")
+    )
+    samples = select(_part(_SAMPLE), none, literal_column("0"), *zero, first.c.appointment_id)
+    # The report's figures: rows to mark per (registration year, associate).
+    figures = (
+        select(
+            _part(_FIGURES),
+            none,
+            invite_rows.c.year,
+            invite_rows.c.associate_id,
+            *zero[1:],
+            func.count(),
+        )
+        .where(invite_rows.c.outcome == "to_mark")
+        .group_by(invite_rows.c.year, invite_rows.c.associate_id)
+    )
+    return union_all(
+        per_outcome,
+        per_footprint_rows,
+        per_meeting.group_by(meetings.c.selected),
+        per_footprint.group_by(*flags),
+        samples,
+        figures,
+    )
+
+
+def _part(name: str) -> ColumnElement[str]:
+    return literal_column(f"'{name}'")
+
+
+def _outcome(row: Any, selected: ColumnElement[int]) -> ColumnElement[str]:
+    """What happens to a row of an invite meeting, in the order the report explains it."""
+    return case(
+        (~in_a_diary(row), "external"),
+        (~not_externally_owned(row), "owned"),
+        (selected == 0, "outside"),
+        (row.c.cautionWarning == NOT_IN_SYNC, "marked"),
+        (row.c.cautionWarning > NOT_IN_SYNC, "other"),
         else_="to_mark",
     ).label("outcome")
-    in_range = case(
+
+
+def _in_sync_range(row: Any, now: datetime) -> ColumnElement[int]:
+    return case(
         (
             and_(
-                a.c.activeDate >= now - SYNC_RANGE_BACK,
-                a.c.activeDate < now + SYNC_RANGE_AHEAD,
+                row.c.activeDate >= now - SYNC_RANGE_BACK,
+                row.c.activeDate < now + SYNC_RANGE_AHEAD,
             ),
             1,
         ),
         else_=0,
     ).label("in_range")
-    inner = (
-        select(outcome, in_range)
-        .where(rows_of(a, sets.meetings(within=False)))
-        .subquery("invite_rows")
-    )
-    query = select(inner.c.outcome, inner.c.in_range, func.count()).group_by(
-        inner.c.outcome, inner.c.in_range
-    )
-    groups: dict[str, int] = {}
-    total = 0
-    for name, ranged, rows in conn.execute(query):
-        total += rows
-        groups[name] = groups.get(name, 0) + rows
-        if name == "to_mark" and ranged:
-            groups["in_range"] = groups.get("in_range", 0) + rows
-    return total, groups
 
 
 def _with_reason(counts: InviteCounts) -> InviteCounts:
@@ -322,17 +438,6 @@ def _email_id_waits(counts: InviteCounts) -> bool:
     )
 
 
-def sample_ids(conn: Connection, tables: SuperOfficeTables, selection: Selection) -> list[int]:
-    a = tables.appointment
-    query = (
-        select(a.c.appointment_id)
-        .where(to_mark(tables, selection))
-        .order_by(a.c.appointment_id)
-        .limit(SAMPLE_SIZE)
-    )
-    return [int(i) for i in conn.execute(query).scalars()]
-
-
 def remaining_of_unfinished(
     conn: Connection, tables: SuperOfficeTables, books: Bookkeeping, unfinished: UnfinishedMarking
 ) -> int:
@@ -360,9 +465,13 @@ def remaining_of_unfinished(
 def stage_candidates_statement(
     tables: SuperOfficeTables, books: Bookkeeping, step_row_id: SqlValue, selection: Selection
 ) -> Insert:
-    a = tables.appointment
     c = books.candidate
-    rows = select(sql_value(step_row_id), a.c.appointment_id).where(to_mark(tables, selection))
+    rows = rows_of_meetings(
+        tables,
+        invite_sets(tables, selection).flagged_meetings(),
+        lambda row: [sql_value(step_row_id), row.c.appointment_id],
+        selected_and_markable,
+    )
     return (
         c.insert()
         .from_select([c.c.step_row_id, c.c.appointment_id], rows)
@@ -410,6 +519,81 @@ def _staged_in_range(
     c = books.candidate
     batch = select(c.c.appointment_id).where(c.c.step_row_id == step_row_id, _in_range(c, lo, hi))
     return row.c.appointment_id.in_(batch)
+
+
+def lock_batch_statement(
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+) -> Select[Any]:
+    """Lock the batch's rows before anything is read or changed, in primary-key order.
+
+    Every batch and every user who saves a meeting row by row then takes its locks in one order,
+    which rules out deadlocks between them; and since nobody can change a locked row, the
+    previous values recorded are exactly the values the UPDATE replaces. A row a user gave
+    another warning first is no longer markable and is not taken. PostgreSQL: FOR UPDATE OF the
+    appointment only; SQL Server: update locks, row by row (MSSQL_LOCK_ROWS); SQLite has no row
+    locks and does not run it."""
+    a = tables.appointment
+    return (
+        select(a.c.appointment_id)
+        .with_hint(a, MSSQL_LOCK_ROWS, "mssql")
+        .where(
+            _in_range(a, lo, hi),
+            markable(a),
+            _staged_in_range(books, step_row_id, a, lo, hi),
+        )
+        .order_by(a.c.appointment_id)
+        .with_for_update(of=a)
+    )
+
+
+def free_rows_statement(
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+) -> Select[Any]:
+    """The batch's rows that nobody else holds, locked without waiting (PostgreSQL SKIP LOCKED,
+    SQL Server READPAST): set against all of them, this finds the rows another session holds.
+    Its transaction is rolled back at once; no batch decides anything from it."""
+    return (
+        lock_batch_statement(tables, books, step_row_id, lo, hi)
+        .with_for_update(of=tables.appointment, skip_locked=True)
+        .with_hint(tables.appointment, MSSQL_FIND_FREE_ROWS, "mssql")
+    )
+
+
+def batch_rows_statement(
+    tables: SuperOfficeTables,
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+) -> Select[Any]:
+    """The batch's rows to mark, read without locks."""
+    a = tables.appointment
+    return (
+        select(a.c.appointment_id)
+        .where(_in_range(a, lo, hi), markable(a), _staged_in_range(books, step_row_id, a, lo, hi))
+        .order_by(a.c.appointment_id)
+    )
+
+
+def lock_rows_statement(tables: SuperOfficeTables, ids: list[int]) -> Select[Any]:
+    """Lock just `ids` (rows another session held when the last try gave up), in primary-key
+    order: the batch waits for them holding nothing else."""
+    a = tables.appointment
+    return (
+        select(a.c.appointment_id)
+        .with_hint(a, MSSQL_LOCK_ROWS, "mssql")
+        .where(a.c.appointment_id.in_(ids), markable(a))
+        .order_by(a.c.appointment_id)
+        .with_for_update(of=a)
+    )
 
 
 def record_batch_statement(
@@ -463,6 +647,7 @@ def mark_batch_statement(
     a = tables.appointment
     return (
         update(a)
+        .with_hint(MSSQL_ROW_LOCKS, dialect_name="mssql")
         .where(
             _in_range(a, lo, hi),
             markable(a),
@@ -508,7 +693,7 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
     started = time.perf_counter()
     resumed = remaining_of_unfinished(conn, ctx.tables, ctx.books, unfinished) if unfinished else 0
     rows = resumed + invites.to_mark
-    samples = sample_ids(conn, ctx.tables, selection) if selection and invites.to_mark else []
+    samples = invites.sample_ids
     reasons = []
     if unfinished:
         reasons.append(
@@ -525,6 +710,7 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
         reasons.append(invites.nothing_to_mark_because or "nothing to mark")
     else:
         reasons.append("Diary Synchronizer Active stayed on since the last run: no new rows")
+    pace = planned_batches(ctx, rows)
     # An unfinished marking is resumed even with no row left: a stop after its last batch left
     # the step open, and only applying it completes the step and clears its candidates.
     step = StepPlan(
@@ -536,9 +722,19 @@ def plan(ctx: StepContext, conn: Connection) -> StepPlan:
         sample_ids=samples,
         sql=marking_sql(ctx, selection or Selection(MarkingWindow(None, ctx.now), None)),
         estimate_seconds=round(
-            2 * (time.perf_counter() - started) + rows / ASSUMED_ROWS_PER_SECOND, 1
+            2 * (time.perf_counter() - started)
+            + rows / ASSUMED_ROWS_PER_SECOND
+            + pace.pause_seconds * max(0, pace.planned - 1),
+            1,
         ),
+        batches=pace if rows or unfinished else None,
     )
+    if pace.size < ctx.settings.batch_size:
+        step.warnings.append(
+            f"Batches of {pace.size:,} rows, not {ctx.settings.batch_size:,}: on SQL Server one "
+            "statement that locks 5,000 rows of a table escalates to a lock on the whole table, "
+            "which would make every user wait for the batch."
+        )
     if invites.other_warnings:
         step.warnings.append(
             f"{invites.other_warnings:,} invite rows carry another caution "
@@ -551,6 +747,18 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+def batch_size(dialect_name: str, asked: int) -> int:
+    """Rows per batch: as asked, but on SQL Server under 5,000 (MSSQL_MAX_BATCH_ROWS), so that
+    no statement of a batch escalates to a table lock."""
+    return min(asked, MSSQL_MAX_BATCH_ROWS) if dialect_name == "mssql" else asked
+
+
+def planned_batches(ctx: StepContext, rows: int) -> BatchFigures:
+    """The marking's pace: rows per batch, the pause between batches, and how many batches."""
+    size = batch_size(ctx.dialect.name, ctx.settings.batch_size)
+    return BatchFigures(size, ctx.settings.pause_between_batches, math.ceil(rows / size))
+
+
 def marking_sql(ctx: StepContext, selection: Selection) -> list[str]:
     """The statements one batch runs, as the target database receives them."""
     books, tables = ctx.books, ctx.tables
@@ -561,6 +769,11 @@ def marking_sql(ctx: StepContext, selection: Selection) -> list[str]:
     batch: ColumnElement[int] = literal_column("@batch_no" if mssql else ":batch_no")
     statements = [
         stage_candidates_statement(tables, books, step_row_id, selection),
+        *(
+            [lock_batch_statement(tables, books, step_row_id, lo, hi)]
+            if ctx.dialect.name != "sqlite"
+            else []
+        ),
         record_batch_statement(tables, books, step_row_id, lo, hi, batch, ctx.now),
         mark_batch_statement(
             tables, books, step_row_id, lo, hi, batch, ctx.settings.acting_associate_id, ctx.now
@@ -577,13 +790,19 @@ def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
     started = time.perf_counter()
     done = 0
     total = planned.rows
+    if planned.batches is None:
+        planned.batches = planned_batches(ctx, total)
+    figures = planned.batches  # filled in as the batches commit: an interrupted run reports them
     unfinished = ctx.findings.history.unfinished
     if unfinished:
-        done += _resume_or_run(ctx, unfinished.step_row_id, unfinished.selection, done, total)
+        done += _resume_or_run(
+            ctx, unfinished.step_row_id, unfinished.selection, done, total, figures
+        )
     selection = ctx.findings.invites.selection
     if selection is not None:
         step_row_id = _open_step(ctx, selection)
-        done += _resume_or_run(ctx, step_row_id, selection, done, total)
+        done += _resume_or_run(ctx, step_row_id, selection, done, total, figures)
+    _log_batches(figures)
     planned.rows = done
     planned.duration_seconds = round(time.perf_counter() - started, 3)
     return planned
@@ -611,7 +830,12 @@ def _open_step(ctx: StepContext, selection: Selection) -> int:
 
 
 def _resume_or_run(
-    ctx: StepContext, step_row_id: int, selection: Selection, done_before: int, total: int
+    ctx: StepContext,
+    step_row_id: int,
+    selection: Selection,
+    done_before: int,
+    total: int,
+    figures: BatchFigures,
 ) -> int:
     assert ctx.engine is not None
     s = ctx.books.step
@@ -623,7 +847,7 @@ def _resume_or_run(
         ).one()
     if status == "staging":
         _stage(ctx, step_row_id, selection)
-    done = _run_batches(ctx, step_row_id, checkpoint, batches, done_before, total)
+    done = _run_batches(ctx, step_row_id, checkpoint, batches, done_before, total, figures)
     _complete(ctx, step_row_id)
     return done
 
@@ -653,10 +877,12 @@ def _run_batches(
     batch_no: int,
     done_before: int,
     total: int,
+    figures: BatchFigures,
 ) -> int:
+    """The keyset batches from the checkpoint on, resting --pause-between-batches between two."""
     assert ctx.engine is not None
     lo = checkpoint if checkpoint is not None else -(2**31)
-    boundary = next_boundary_statement(ctx.books, step_row_id, ctx.settings.batch_size)
+    boundary = next_boundary_statement(ctx.books, step_row_id, figures.size)
     _analyze_candidates(ctx)
     done = 0
     while True:
@@ -664,16 +890,32 @@ def _run_batches(
             hi = conn.execute(boundary, {"lo": lo}).scalar()
         if hi is None:
             return done
+        if done and not _rest(ctx, figures):
+            raise _stopped(batch_no, done_before + done)
         batch_no += 1
-        done += _run_batch(ctx, step_row_id, lo, int(hi), batch_no)
+        done += _run_batch(ctx, step_row_id, lo, int(hi), batch_no, figures)
         lo = int(hi)
         if ctx.progress:
             ctx.progress(done_before + done, total)
         if ctx.should_stop():
-            raise InterruptedRun(
-                f"Stopped after batch {batch_no}; {done_before + done:,} rows marked so far.",
-                "Run the same command again to resume from the checkpoint.",
-            )
+            raise _stopped(batch_no, done_before + done)
+
+
+def _stopped(batch_no: int, done: int) -> InterruptedRun:
+    return InterruptedRun(
+        f"Stopped after batch {batch_no}; {done:,} rows marked so far.",
+        "Run the same command again to resume from the checkpoint.",
+    )
+
+
+def _rest(ctx: StepContext, figures: BatchFigures) -> bool:
+    """The pause between two batches (holding no lock); False when a stop was asked for."""
+    if figures.pause_seconds <= 0:
+        return True
+    started = time.perf_counter()
+    rested = pause_unless_stopped(figures.pause_seconds, ctx.should_stop)
+    figures.paused_seconds += time.perf_counter() - started
+    return rested
 
 
 def _analyze_candidates(ctx: StepContext) -> None:
@@ -690,26 +932,48 @@ def _analyze_candidates(ctx: StepContext) -> None:
             conn.exec_driver_sql(f"ANALYZE {table}")
 
 
-def _run_batch(ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: int) -> int:
-    """One batch, one transaction: previous values first, then the change, log and checkpoint.
+def _run_batch(
+    ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: int, figures: BatchFigures
+) -> int:
+    """One batch, one transaction: its rows locked in key order, previous values recorded, then
+    the change, the travel log and the checkpoint.
 
-    It waits at most the lock wait for rows another session holds, is tried again after a lock
-    timeout or as a deadlock victim (setup_tool.lock_waits), and commits only while the run
-    still holds its lock (ctx.lock_check).
+    It waits the lock wait only for rows another session held when its last try gave up, holding
+    nothing else; with rows of its own locked it waits at most HOLDING_LOCK_WAIT_SECONDS, so
+    users never queue long behind it (setup_tool.lock_waits). It is tried again after a lock
+    timeout or as a deadlock victim, and commits only while the run still holds its lock
+    (ctx.lock_check).
     """
     assert ctx.engine is not None
-    engine, tables, books = ctx.engine, ctx.tables, ctx.books
-    bounds = (literal(lo), literal(hi), literal(batch_no))
+    engine, tables, books, settings = ctx.engine, ctx.tables, ctx.books, ctx.settings
+    lo_, hi_ = literal(lo), literal(hi)
+    bounds = (lo_, hi_, literal(batch_no))
+    row_locks = engine.dialect.name != "sqlite"  # SQLite locks the whole database for a writer
+    holding = holding_lock_wait(engine.dialect.name, settings.lock_wait_seconds)
+    busy: list[int] = []  # rows another session held when the last try gave up
+    wait = [holding]  # how long the current wait of the current try may last
+    started = time.perf_counter()
+    lock_seconds: list[float] = []
 
     def attempt() -> int:
         with engine.begin() as conn:
-            bound_lock_waits(conn, ctx.settings.lock_wait_seconds)
+            yield_deadlocks(conn)
+            locking = time.perf_counter()
+            if busy:  # holding nothing yet: wait for them the whole lock wait
+                wait[0] = settings.lock_wait_seconds
+                bound_lock_waits(conn, wait[0])
+                conn.execute(lock_rows_statement(tables, busy)).all()
+            wait[0] = holding
+            bound_lock_waits(conn, holding)
+            if row_locks:
+                conn.execute(lock_batch_statement(tables, books, step_row_id, lo_, hi_)).all()
+            lock_seconds.append(time.perf_counter() - locking)
             recorded = conn.execute(
                 record_batch_statement(tables, books, step_row_id, *bounds, ctx.now)
             ).rowcount
             changed = conn.execute(
                 mark_batch_statement(
-                    tables, books, step_row_id, *bounds, ctx.settings.acting_associate_id, ctx.now
+                    tables, books, step_row_id, *bounds, settings.acting_associate_id, ctx.now
                 )
             ).rowcount
             if changed != recorded:
@@ -727,19 +991,88 @@ def _run_batch(ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: i
                     recorded_ids(books, step_row_id, literal(batch_no)),
                     changed,
                     kind=UPDATED,
-                    associate_id=ctx.settings.acting_associate_id,
+                    associate_id=settings.acting_associate_id,
                     now=ctx.now,
                 )
             conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
+            assert ctx.run_id is not None
+            # Commits with the batch or not at all (retries included in its time).
+            record_batch_timing(
+                conn,
+                books,
+                ctx.run_id,
+                step_row_id,
+                batch_no,
+                lo,
+                hi,
+                int(changed),
+                time.perf_counter() - started,
+            )
             ctx.lock_check()  # the last word before the commit: is the run lock still ours?
         return int(changed)
 
-    return retrying_lock_waits(
+    def wait_alone(kind: str) -> bool:
+        """After a short wait while holding ran out: the rows to wait for, alone, next."""
+        if kind != LOCK_TIMEOUT or wait[0] != holding or not row_locks:
+            return False
+        busy[:] = _busy_rows(ctx, step_row_id, lo_, hi_)
+        return bool(busy)
+
+    changed = retrying_lock_waits(
         attempt,
-        seconds=ctx.settings.lock_wait_seconds,
-        retries=ctx.settings.lock_wait_retries,
+        seconds=settings.lock_wait_seconds,
+        retries=settings.lock_wait_retries,
         what=f"batch {batch_no} (appointment_id {lo + 1}..{hi})",
         should_stop=ctx.should_stop,
+        tally=figures.lock_waits,
+        waited=lambda: wait[0],
+        wait_alone=wait_alone,
+    )
+    figures.record(batch_no, time.perf_counter() - started, lock_seconds[-1])
+    return changed
+
+
+def _busy_rows(
+    ctx: StepContext, step_row_id: int, lo: ColumnElement[int], hi: ColumnElement[int]
+) -> list[int]:
+    """The batch's rows another session holds now (at most MAX_BUSY_ROWS): all its rows less
+    those that can be locked without waiting. Rolled back at once; [] when that cannot tell."""
+    from sqlalchemy.exc import DBAPIError
+
+    assert ctx.engine is not None
+    tables, books = ctx.tables, ctx.books
+    try:
+        with ctx.engine.connect() as conn:
+            bound_lock_waits(
+                conn, holding_lock_wait(conn.dialect.name, ctx.settings.lock_wait_seconds)
+            )
+            every = conn.execute(batch_rows_statement(tables, books, step_row_id, lo, hi))
+            wanted = [int(row[0]) for row in every]
+            free = conn.execute(free_rows_statement(tables, books, step_row_id, lo, hi))
+            unheld = {int(row[0]) for row in free}
+            conn.rollback()
+    except DBAPIError as error:
+        if lock_wait_failure(error) is None:
+            raise
+        return []
+    return [row for row in wanted if row not in unheld][:MAX_BUSY_ROWS]
+
+
+def _log_batches(figures: BatchFigures) -> None:
+    """What the batches met, for support: the report shows the same figures."""
+    waits = figures.lock_waits
+    log.info(
+        "marking: %d batches of up to %d rows, longest %.3f s (batch %s), longest row locking "
+        "%.3f s; lock waits given up %d, deadlocks %d, retries %d; paused %.1f s between batches",
+        figures.done,
+        figures.size,
+        figures.longest_seconds or 0.0,
+        figures.longest_batch,
+        figures.longest_lock_seconds or 0.0,
+        waits.timeouts,
+        waits.deadlocks,
+        waits.retries,
+        figures.paused_seconds,
     )
 
 
