@@ -157,18 +157,32 @@ class InviteSets:
         )
 
     def flagged_meetings(self) -> CTE:
-        """Every invite meeting once, with whether the selection marks it: (meeting_id, selected).
+        """Every invite meeting once, with whether the selection marks it and the footprints
+        it carries itself: (meeting_id, selected, by_invitation, by_send_email, by_email_id).
 
         A meeting on its own is selected by its registration time; every meeting of a series
-        by its series' first registration time (whole or not at all)."""
+        by its series' first registration time (whole or not at all). Driven by the footprint
+        set, so each meeting row is a seek on the primary key."""
+        fp = self.footprints
+        flags = [fp.c[column] for column in FLAG_COLUMNS.values()]
         m = self._own_rows("single")
-        single = select(
-            m.c.appointment_id.label("meeting_id"),
-            _selected(self._registered_in_window(m.c.registered)),
-        ).where(m.c.appointment_id.in_(self.footprint_meetings()), is_meeting_row(m))
+        single = (
+            select(
+                m.c.appointment_id.label("meeting_id"),
+                _selected(self._registered_in_window(m.c.registered)),
+                *flags,
+            )
+            .select_from(fp.join(m, m.c.appointment_id == fp.c.meeting_id))
+            .where(is_meeting_row(m))
+        )
         if not self.has_series:
             return materialized(single.cte("flagged_meetings"))
         single = single.where(series_of(m) == 0)
+        return materialized(union_all(single, self._series_meetings()).cte("flagged_meetings"))
+
+    def _series_meetings(self) -> Select[Any]:
+        """Every meeting of a series with a footprint: the series' selection, its own flags."""
+        fp = self.footprints
         first = self._own_rows("series_first")
         series = (
             select(
@@ -180,14 +194,32 @@ class InviteSets:
             .subquery("flagged_series")
         )
         o = self._own_rows("occurrence")
+        no_flags = [literal(0, Integer).label(name) for name in FLAG_COLUMNS.values()]
         occurrences = (
-            select(o.c.appointment_id.label("meeting_id"), series.c.selected)
+            select(o.c.appointment_id.label("meeting_id"), series.c.selected, *no_flags)
             .select_from(o.join(series, o.c.recurrenceRuleId == series.c.recurrenceRuleId))
             # Said again although the join implies it: PostgreSQL then leaves the most common
             # value (0, no series) out of its estimate and seeks the few series' meetings.
             .where(is_meeting_row(o), o.c.recurrenceRuleId != 0)
         )
-        return materialized(union_all(single, occurrences).cte("flagged_meetings"))
+        # The flags of the series' meetings that carry a footprint themselves, found from the
+        # footprint side (no lookup into a CTE, which SQLite cannot index).
+        f = self._own_rows("flagged_occurrence")
+        carried = (
+            select(
+                f.c.appointment_id.label("meeting_id"),
+                literal(0, Integer).label("selected"),
+                *[fp.c[column] for column in FLAG_COLUMNS.values()],
+            )
+            .select_from(fp.join(f, f.c.appointment_id == fp.c.meeting_id))
+            .where(is_meeting_row(f), f.c.recurrenceRuleId != 0)
+        )
+        both = union_all(occurrences, carried).subquery("series_meetings")
+        return select(
+            both.c.meeting_id,
+            func.max(both.c.selected).label("selected"),
+            *[func.max(both.c[name]).label(name) for name in FLAG_COLUMNS.values()],
+        ).group_by(both.c.meeting_id)
 
     def _registered_in_window(self, registered: ColumnElement[Any]) -> ColumnElement[bool]:
         window = self.selection.window
