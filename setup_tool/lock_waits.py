@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from setup_tool.dialects import dialect_of
 from setup_tool.errors import InterruptedRun, SetupToolError
 
 if TYPE_CHECKING:  # SQLAlchemy is imported when it is used: the CLI reads the defaults at once
@@ -105,20 +106,15 @@ def check_lock_wait(seconds: float) -> float:
 
 
 def lock_timeout_sql(dialect_name: str, seconds: float) -> str | None:
-    """The statement that makes this connection's lock waits give up after `seconds`.
+    """The statement that makes this connection's lock waits give up after `seconds`
+    (setup_tool.dialects has each engine's).
 
     PostgreSQL's is transaction-local (SET LOCAL) and must run inside the batch's transaction;
     the others hold for the connection and are simply set again for every batch. Never 0:
     PostgreSQL reads 0 as "wait forever".
     """
     ms = max(1, math.ceil(check_lock_wait(seconds) * 1000))
-    if dialect_name == "mssql":
-        return f"SET LOCK_TIMEOUT {ms}"
-    if dialect_name == "postgresql":
-        return f"SET LOCAL lock_timeout = {ms}"
-    if dialect_name == "sqlite":
-        return f"PRAGMA busy_timeout = {ms}"
-    return None
+    return dialect_of(dialect_name).lock_timeout_sql(ms)
 
 
 def bound_lock_waits(conn: Connection, seconds: float) -> None:
@@ -130,17 +126,14 @@ def bound_lock_waits(conn: Connection, seconds: float) -> None:
 
 def holding_lock_wait(dialect_name: str, seconds: float) -> float:
     """How long a batch that holds rows of its own waits for another lock: the lock wait, at
-    most HOLDING_LOCK_WAIT_SECONDS. SQLite has no row locks: a writer waits for the whole
-    database before it holds anything, so it keeps the whole lock wait."""
-    if dialect_name == "sqlite":
-        return seconds
-    return min(seconds, HOLDING_LOCK_WAIT_SECONDS)
+    most HOLDING_LOCK_WAIT_SECONDS where the engine has row locks (not SQLite)."""
+    return dialect_of(dialect_name).holding_lock_wait(seconds, HOLDING_LOCK_WAIT_SECONDS)
 
 
 def yield_deadlocks_sql(dialect_name: str) -> str | None:
     """The statement that makes this session the victim of any deadlock it is in (SQL Server:
     a session-level setting, set again for every batch); None where the engine has none."""
-    return "SET DEADLOCK_PRIORITY LOW" if dialect_name == "mssql" else None
+    return dialect_of(dialect_name).yield_deadlocks_sql
 
 
 def yield_deadlocks(conn: Connection) -> None:
