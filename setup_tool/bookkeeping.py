@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from setup_tool import __version__
+from setup_tool.errors import ExitCode
 from setup_tool.logs import LOGGER
 from setup_tool.resources import migrations_dir
 
@@ -292,6 +293,39 @@ def bookkeeping_sql(
     return buffer.getvalue()
 
 
+# --- the statements a run's records are written with -------------------------------------------
+#
+# Built once, run by setup-tool and written into the DBA's T-SQL script (setup_tool.tsql_script)
+# alike: a value is a Python value, or SQL such as a script variable.
+
+RUNNING, COMPLETED, INTERRUPTED, FAILED = "running", "completed", "interrupted", "failed"
+
+
+def start_run_statement(
+    books: Bookkeeping,
+    *,
+    mode: str,
+    started_at: Any,
+    acting_associate_id: int,
+    superoffice_version: str | None,
+    synchronizer_version: str | None,
+    tool_version: Any = __version__,
+    host: Any = None,
+    os_user: Any = None,
+) -> Insert:
+    return books.run.insert().values(
+        mode=mode,
+        status=RUNNING,
+        started_at=started_at,
+        tool_version=tool_version,
+        host=socket.gethostname() if host is None else host,
+        os_user=_os_user() if os_user is None else os_user,
+        acting_associate_id=acting_associate_id,
+        superoffice_version=superoffice_version,
+        synchronizer_version=synchronizer_version,
+    )
+
+
 def start_run(
     conn: Connection,
     books: Bookkeeping,
@@ -303,13 +337,10 @@ def start_run(
     synchronizer_version: str | None,
 ) -> int:
     result = conn.execute(
-        books.run.insert().values(
+        start_run_statement(
+            books,
             mode=mode,
-            status="running",
             started_at=started_at,
-            tool_version=__version__,
-            host=socket.gethostname(),
-            os_user=_os_user(),
             acting_associate_id=acting_associate_id,
             superoffice_version=superoffice_version,
             synchronizer_version=synchronizer_version,
@@ -320,8 +351,48 @@ def start_run(
     return int(run_id)
 
 
-def finish_run(conn: Connection, books: Bookkeeping, run_id: int, **values: Any) -> None:
-    conn.execute(update(books.run).where(books.run.c.run_id == run_id).values(**values))
+def run_status(outcome: str, exit_code: int) -> str:
+    """The status a finished run records: completed when it did its work (exit 0, or exit 4: done,
+    with a person still to act), else its outcome (interrupted, failed)."""
+    return COMPLETED if exit_code in (ExitCode.DONE, ExitCode.ACTION_REQUIRED) else outcome
+
+
+def finish_run_statement(
+    books: Bookkeeping, run_id: Any, *, outcome: str, exit_code: int, finished_at: Any
+) -> Update:
+    run = books.run
+    return (
+        update(run)
+        .where(run.c.run_id == run_id)
+        .values(
+            status=run_status(outcome, exit_code),
+            outcome=outcome,
+            exit_code=exit_code,
+            finished_at=finished_at,
+        )
+    )
+
+
+def completed_step_statement(
+    books: Bookkeeping,
+    run_id: Any,
+    step_key: str,
+    rows: int,
+    now: Any,
+    finished_by_run_id: Any = None,
+) -> Insert:
+    """The row of a step done in one transaction (the preference, the overrides)."""
+    return books.step.insert().values(
+        run_id=run_id,
+        step_key=step_key,
+        status=COMPLETED,
+        rows_planned=rows,
+        rows_changed=rows,
+        batches_done=1,
+        started_at=now,
+        finished_at=now,
+        finished_by_run_id=finished_by_run_id,
+    )
 
 
 def close_dead_runs(conn: Connection, books: Bookkeeping) -> None:
@@ -333,8 +404,8 @@ def dead_runs_statement(books: Bookkeeping) -> Update:
     """Records runs still marked running as interrupted: only for a caller holding the lock."""
     return (
         update(books.run)
-        .where(books.run.c.status == "running")
-        .values(status="interrupted", outcome="interrupted")
+        .where(books.run.c.status == RUNNING)
+        .values(status=INTERRUPTED, outcome=INTERRUPTED)
     )
 
 

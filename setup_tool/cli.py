@@ -6,6 +6,7 @@ Heavy modules (SQLAlchemy, alembic, jinja2) are imported inside the commands so 
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,6 @@ from setup_tool.cli_inputs import (
     log_file_path,
     open_database_for,
     operator_answers,
-    password_given,
     settings_with_logging,
     start_logging,
     timestamp,
@@ -51,6 +51,18 @@ from setup_tool.cli_outputs import (
     store_report,
     warn_password_on_command_line,
 )
+from setup_tool.cli_values import (
+    ConnectionOptions,
+    DetectOptions,
+    HistoryOptions,
+    OutputOptions,
+    UndoOptions,
+    UpgradeOptions,
+    detect_options,
+    history_options,
+    undo_options,
+    upgrade_options,
+)
 from setup_tool.console import Console
 from setup_tool.errors import ExitCode, OperatorCancelled, UsageError
 from setup_tool.lock_waits import (
@@ -64,9 +76,26 @@ from setup_tool.logs import LOGGER
 from setup_tool.output_files import default_output_file
 
 if TYPE_CHECKING:
-    pass
+    from setup_tool.database import Database
+    from setup_tool.undo import UndoPlan
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def with_options(
+    build: Callable[[click.Context], T],
+) -> Callable[[Callable[[click.Context, T], int]], Callable[..., int]]:
+    """The command gets its options as one typed value, built once from click's parameters
+    (setup_tool.cli_values), instead of click's untyped keyword arguments."""
+
+    def decorate(command: Callable[[click.Context, T], int]) -> Callable[..., int]:
+        @functools.wraps(command)
+        def callback(ctx: click.Context, /, **_click_params: object) -> int:
+            return command(ctx, build(ctx))
+
+        return callback
+
+    return decorate
 
 
 @click.group(cls=SetupToolGroup, context_settings=CONTEXT_SETTINGS)
@@ -178,7 +207,8 @@ def cli() -> None:
 @upgrade_output_options
 @click.pass_context
 @exits
-def upgrade(ctx: click.Context, /, **o: Any) -> int:
+@with_options(upgrade_options)
+def upgrade(ctx: click.Context, o: UpgradeOptions) -> int:
     """Upgrade the database for SuperOffice invites (the wizard; see --unattended, --dry-run).
 
     \b
@@ -197,64 +227,63 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.support_log import log_database, log_environment, log_options
     from setup_tool.upgrade import InterruptedUpgrade, run_upgrade
 
-    console = Console(quiet=o["quiet"], verbose=o["verbose"])
-    unattended, dry_run = o["unattended"], o["dry_run"]
-    if o["detailed_exitcode"] and not dry_run:
+    output = o.output
+    console = Console(quiet=output.quiet, verbose=output.verbose)
+    unattended, dry_run = o.unattended, o.dry_run
+    if o.detailed_exitcode and not dry_run:
         raise UsageError("--detailed-exitcode goes with --dry-run.")
-    script = o["report_format"] == "sql" or (
-        o["report_format"] is None
-        and o["report"] is not None
-        and o["report"].suffix.lower() == ".sql"
-    )
+    script = _wants_script(output)
     if script and not dry_run:
         raise UsageError("--format sql writes the T-SQL script of a dry run; add --dry-run.")
     stamp = timestamp()
-    log_file = log_file_path(o, always=unattended or not dry_run, stamp=stamp)
+    log_file = log_file_path(output, always=unattended or not dry_run, stamp=stamp)
     default_report = (
         None
-        if dry_run or o["report"]
+        if dry_run or output.report
         else default_output_file(f"setup-tool-{stamp}-report.html")  # printed at the end
     )
-    # before anything is written
-    check_outputs(o, log_file, o["database_url"], default_report, sql_allowed=dry_run)
-    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
+
+    def check(database_url: str | None) -> None:
+        check_outputs(
+            output, log_file, database_url, default_report, dry_run, save_to=o.save_answers
+        )
+
+    check(o.connection.database_url)  # before anything is written
+    start_logging(ctx, log_file, o.connection.password, output)
     log_environment(
         "upgrade" + (" --dry-run" if dry_run else "") + (" --unattended" if unattended else "")
     )
-    log_options(ctx)
-    settings = settings_with_logging(ctx, o, unattended, log_file)
-    # again: the wizard may have asked for the database
-    check_outputs(o, log_file, settings.database_url, default_report, sql_allowed=dry_run)
-    warn_password_on_command_line(ctx, o)
+    log_options(o.sources)
+    settings = settings_with_logging(ctx, o.connection, output, unattended, log_file)
+    check(settings.database_url)  # again: the wizard may have asked for the database
+    warn_password_on_command_line(o.connection)
     db = open_database_for(settings, read_only=dry_run)
     try:
         log_database(db)
         interaction = (
-            UnattendedInteraction()
-            if unattended
-            else WizardInteraction(console, assume_yes=o["yes"])
+            UnattendedInteraction() if unattended else WizardInteraction(console, assume_yes=o.yes)
         )
         lock_timeout = (
-            o["lock_timeout"] if o["lock_timeout"] is not None else (0.0 if unattended else 30.0)
+            o.lock_timeout if o.lock_timeout is not None else (0.0 if unattended else 30.0)
         )
         upgrade_settings = UpgradeSettings(
-            o["acting_associate"],
-            o["batch_size"],
-            o["fix_overrides"],
-            o["lock_wait"],
-            pause_between_batches=o["pause_between_batches"],
+            o.acting_associate,
+            o.batch_size,
+            o.fix_overrides,
+            o.lock_wait,
+            pause_between_batches=o.pause_between_batches,
         )
         progress = console.progress("Marking")
         with stop_after_batch(ctx, console) as ctrl_c:
             try:
                 result = run_upgrade(
                     db,
-                    operator_answers(o),
+                    operator_answers(o.answers),
                     upgrade_settings,
                     default_host_probe(),
                     WritingAfterConfirm(interaction, ctrl_c),
                     dry_run=dry_run,
-                    detailed_exitcode=o["detailed_exitcode"],
+                    detailed_exitcode=o.detailed_exitcode,
                     lock_timeout=lock_timeout,
                     progress=progress,
                     should_stop=ctrl_c.should_stop,
@@ -264,10 +293,10 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
                 console.error(stopped.message)
             finally:
                 progress.close()
-        if o["save_answers"]:
-            save_answers(o["save_answers"], settings, result.plan.answers, o)
+        if o.save_answers:
+            save_answers(o.save_answers, settings, result.plan.answers, o)
         if script:
-            return emit_script(db, result, upgrade_settings, o["report"])
+            return emit_script(db, result, upgrade_settings, output.report)
         model = report_model(
             result,
             db,
@@ -275,7 +304,7 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
             details=gather_run_details(db, result),
         )
         report_path = emit_report(
-            console, model, o, render_report, default_report, outcome_stands=not dry_run
+            console, model, output, render_report, default_report, outcome_stands=not dry_run
         )
         if result.run_id is not None:
             store_report(db, result.run_id, model)
@@ -284,6 +313,13 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
         return int(result.exit_code)
     finally:
         db.dispose()
+
+
+def _wants_script(output: OutputOptions) -> bool:
+    """--format sql, or a .sql --report without --format: the T-SQL script, not a report."""
+    if output.report_format is not None:
+        return output.report_format == "sql"
+    return output.report is not None and output.report.suffix.lower() == ".sql"
 
 
 @cli.command(
@@ -296,7 +332,8 @@ def upgrade(ctx: click.Context, /, **o: Any) -> int:
 @output_options
 @click.pass_context
 @exits
-def detect(ctx: click.Context, /, **o: Any) -> int:
+@with_options(detect_options)
+def detect(ctx: click.Context, o: DetectOptions) -> int:
     """Show what the tool finds, with the evidence for each finding; changes nothing.
 
     \b
@@ -309,19 +346,14 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report import render_report
     from setup_tool.report_model import detect_model
 
-    log_file = log_file_path(o, False, timestamp())
-    check_outputs(o, log_file, o["database_url"])  # before anything is written
-    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
-    settings = settings_with_logging(ctx, o, True, log_file)
-    check_outputs(o, log_file, settings.database_url)
-    warn_password_on_command_line(ctx, o)
-    db = open_database_for(settings, read_only=True)
+    db = _open_read_only(ctx, o.connection, o.output)
     try:
+        answers = operator_answers(o.answers)
         with db.engine.connect() as conn:
             findings = detect_findings(
-                conn, db.tables, db.books, operator_answers(o), default_host_probe(), utc_now()
+                conn, db.tables, db.books, answers, default_host_probe(), utc_now()
             )
-        emit_report(Console(o["quiet"]), detect_model(findings, db), o, render_report)
+        emit_report(Console(o.output.quiet), detect_model(findings, db), o.output, render_report)
         return ExitCode.DONE
     finally:
         db.dispose()
@@ -344,7 +376,8 @@ def detect(ctx: click.Context, /, **o: Any) -> int:
 @output_options
 @click.pass_context
 @exits
-def history(ctx: click.Context, /, **o: Any) -> int:
+@with_options(history_options)
+def history(ctx: click.Context, o: HistoryOptions) -> int:
     """List this tool's past runs on the database, newest first; changes nothing.
 
     \b
@@ -356,23 +389,32 @@ def history(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.report import render_history, render_report
     from setup_tool.report_model import history_model
 
-    log_file = log_file_path(o, False, timestamp())
-    check_outputs(o, log_file, o["database_url"])  # before anything is written
-    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
-    settings = settings_with_logging(ctx, o, True, log_file)
-    check_outputs(o, log_file, settings.database_url)
-    warn_password_on_command_line(ctx, o)
-    db = open_database_for(settings, read_only=True)
+    db = _open_read_only(ctx, o.connection, o.output)
+    console = Console(o.output.quiet)
     try:
-        if o["run_id"] is not None:
-            emit_report(Console(o["quiet"]), _stored_report(db, o["run_id"]), o, render_report)
+        if o.run_id is not None:
+            emit_report(console, _stored_report(db, o.run_id), o.output, render_report)
             return ExitCode.DONE
         with db.engine.connect() as conn:
             past = runs(conn, db.books) if installed_revision(conn, db.schema) else []
-        emit_report(Console(o["quiet"]), history_model(past, db), o, render_history)
+        emit_report(console, history_model(past, db), o.output, render_history)
         return ExitCode.DONE
     finally:
         db.dispose()
+
+
+def _open_read_only(
+    ctx: click.Context, given: ConnectionOptions, output: OutputOptions
+) -> Database:
+    """detect and history: check the outputs, start the log (when asked for one), settle the
+    connection without questions and open the database read-only."""
+    log_file = log_file_path(output, False, timestamp())
+    check_outputs(output, log_file, given.database_url)  # before anything is written
+    start_logging(ctx, log_file, given.password, output)
+    settings = settings_with_logging(ctx, given, output, True, log_file)
+    check_outputs(output, log_file, settings.database_url)
+    warn_password_on_command_line(given)
+    return open_database_for(settings, read_only=True)
 
 
 @cli.command(
@@ -417,7 +459,8 @@ def history(ctx: click.Context, /, **o: Any) -> int:
 @output_options
 @click.pass_context
 @exits
-def undo(ctx: click.Context, /, **o: Any) -> int:
+@with_options(undo_options)
+def undo(ctx: click.Context, o: UndoOptions) -> int:
     """Put back exactly what setup-tool changed (rows changed since by others are left alone).
 
     \b
@@ -430,41 +473,43 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
     from setup_tool.undo import plan_undo
     from setup_tool.undo import undo as undo_changes
 
-    console = Console(quiet=o["quiet"], verbose=o["verbose"])
-    dry_run = o["dry_run"]
-    if dry_run and infer_format(o["report"], o["report_format"]) not in ("text", "json"):
+    output = o.output
+    console = Console(quiet=output.quiet, verbose=output.verbose)
+    dry_run = o.dry_run
+    if dry_run and infer_format(output.report, output.report_format) not in ("text", "json"):
         raise UsageError(
             "undo --dry-run writes its plan as text or JSON.",
             "Use --format text or --format json (or a .txt or .json --report).",
         )
     stamp = timestamp()
-    log_file = log_file_path(o, not dry_run, stamp)
-    check_outputs(o, log_file, o["database_url"])  # before anything is written
-    start_logging(ctx, log_file, password_given(ctx), o["verbose"])
+    log_file = log_file_path(output, not dry_run, stamp)
+    check_outputs(output, log_file, o.connection.database_url)  # before anything is written
+    start_logging(ctx, log_file, o.connection.password, output)
     log_environment("undo" + (" --dry-run" if dry_run else ""))
-    log_options(ctx)
-    settings = settings_with_logging(ctx, o, o["unattended"] or dry_run, log_file)
-    check_outputs(o, log_file, settings.database_url)
-    warn_password_on_command_line(ctx, o)
+    log_options(o.sources)
+    settings = settings_with_logging(ctx, o.connection, output, o.unattended or dry_run, log_file)
+    check_outputs(output, log_file, settings.database_url)
+    warn_password_on_command_line(o.connection)
+    run_ids = list(o.run_ids) or None
     db = open_database_for(settings, read_only=dry_run)
     try:
         log_database(db)
         # Rights, records this version knows, the travel log: before asking, before writing.
         if not dry_run:
-            require_undo_preconditions(db, list(o["run_ids"]) or None)
-        plan = plan_undo(db, list(o["run_ids"]) or None)
+            require_undo_preconditions(db, run_ids)
+        plan = plan_undo(db, run_ids)
         for line in plan.lines():
             LOGGER.info("undo plan: %s", line)
         if dry_run:
-            _emit_undo_plan(o, plan)
+            _emit_undo_plan(output, plan)
             return ExitCode.DONE
-        if not o["unattended"]:
+        if not o.unattended:
             # What it will put back, on the terminal with the question.
             console.tell()
             for line in plan.lines():
                 console.tell(line)
             if not click.confirm(
-                f"Undo setup-tool's changes {_which_runs(o['run_ids'])} in {db.display_url}?",
+                f"Undo setup-tool's changes {_which_runs(o.run_ids)} in {db.display_url}?",
                 default=False,
                 err=True,
             ):
@@ -475,9 +520,9 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
         try:
             result = undo_changes(
                 db,
-                run_ids=list(o["run_ids"]) or None,
-                acting_associate_id=o["acting_associate"],
-                lock_timeout=o["lock_timeout"],
+                run_ids=run_ids,
+                acting_associate_id=o.acting_associate,
+                lock_timeout=o.lock_timeout,
                 progress=progress,
             )
         finally:
@@ -501,26 +546,26 @@ def undo(ctx: click.Context, /, **o: Any) -> int:
         db.dispose()
 
 
-def _emit_undo_plan(o: dict[str, Any], plan: Any) -> None:
+def _emit_undo_plan(output: OutputOptions, plan: UndoPlan) -> None:
     """undo --dry-run: the plan on stdout, or in --report, as text or JSON."""
     import json
 
     from setup_tool.report import STDOUT, infer_format, write_text_file
 
-    fmt = infer_format(o["report"], o["report_format"])
+    fmt = infer_format(output.report, output.report_format)
     text = (
         json.dumps(plan.model(), indent=2) + "\n"
         if fmt == "json"
         else "\n".join(["setup-tool undo --dry-run: nothing was changed", *plan.lines()]) + "\n"
     )
-    if o["report"] is None or o["report"] == STDOUT:
+    if output.report is None or output.report == STDOUT:
         click.echo(text, nl=False)
     else:
-        write_text_file(o["report"], text)
-        click.echo(f"Report: {o['report']}", err=True)
+        write_text_file(output.report, text)
+        click.echo(f"Report: {output.report}", err=True)
 
 
-def _stored_report(db: Any, run_id: int) -> dict[str, Any]:
+def _stored_report(db: Database, run_id: int) -> dict[str, Any]:
     """The report a run kept in the database, in the shape today's templates read."""
     import json
 
@@ -600,7 +645,18 @@ def _which_runs(run_ids: tuple[int, ...]) -> str:
 @option("--overwrite", is_flag=True, help="Replace an existing file.")
 @colour_option
 @exits
-def demo(path: Path, **o: Any) -> int:
+def demo(
+    path: Path,
+    *,
+    appointments: int,
+    demo_superoffice_version: str,
+    demo_synchronizer_version: str,
+    demo_no_synchronizer: bool,
+    demo_scenario: str,
+    travel: bool,
+    seed: int,
+    overwrite: bool,
+) -> int:
     """Build an embedded SuperOffice-shaped demo database (SQLite) to try the tool on.
 
     \b
@@ -612,16 +668,16 @@ def demo(path: Path, **o: Any) -> int:
 
     console = Console()
     options = DemoOptions(
-        appointments=o["appointments"],
-        superoffice_version=o["demo_superoffice_version"],
-        synchronizer_version=None if o["demo_no_synchronizer"] else o["demo_synchronizer_version"],
-        travel=o["travel"],
-        seed=o["seed"],
-        scenario=o["demo_scenario"],
+        appointments=appointments,
+        superoffice_version=demo_superoffice_version,
+        synchronizer_version=None if demo_no_synchronizer else demo_synchronizer_version,
+        travel=travel,
+        seed=seed,
+        scenario=demo_scenario,
     )
     progress = console.progress("Generating appointments")
     try:
-        summary = build_demo_database(path, options, overwrite=o["overwrite"], progress=progress)
+        summary = build_demo_database(path, options, overwrite=overwrite, progress=progress)
     except OSError as error:  # a name the file system refuses (too long, not allowed there)
         raise UsageError(
             f"Cannot create the demo database {path}: {error.strerror or error}.",

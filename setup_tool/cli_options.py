@@ -61,6 +61,11 @@ def option(*decls: str, group: str | None = None, **attrs: Any) -> Callable[[F],
     return click.option(*decls, cls=GroupedOption, group=group, **attrs)
 
 
+# ctx.meta: the answer file's db-password, put aside by --config (it is no option, so click's
+# parameters never hold it); read once, into a Secret, by cli_values.given_password.
+PASSWORD_META_KEY = "setup_tool.db_password"
+
+
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
     if value is None:
         return None
@@ -70,7 +75,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
         )
     except UsageError as error:
         raise click.BadParameter(str(error)) from None
-    ctx.meta["db_password"] = answers.pop("db_password", None)
+    ctx.meta[PASSWORD_META_KEY] = answers.pop("db_password", None)
     ctx.default_map = {**(ctx.default_map or {}), **answers}
     return value
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from setup_tool.cli_values import ConnectionOptions, OutputOptions, UpgradeOptions
 from setup_tool.console import Console
 from setup_tool.errors import ExitCode, SetupToolError
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from setup_tool.connection import ConnectionSettings
     from setup_tool.database import Database
     from setup_tool.detect import OperatorAnswers
+    from setup_tool.steps import UpgradeSettings
     from setup_tool.upgrade import UpgradeResult
 
 # Query keys that hold a password when someone writes it into the URL (ODBC, libpq).
@@ -25,11 +27,12 @@ _PASSWORD_QUERY_KEYS = frozenset({"pwd", "password", "odbc_connect"})
 
 
 def check_outputs(
-    o: dict[str, Any],
+    output: OutputOptions,
     log_file: Path | None,
     database_url: str | None,
     default_report: Path | None = None,
     sql_allowed: bool = False,
+    save_to: Path | None = None,
 ) -> None:
     """Refuse (exit 2) a report, answer file, script or log that could overwrite the database
     at `database_url` (or any device, link or database) or that cannot be written. Called before
@@ -38,16 +41,15 @@ def check_outputs(
     from setup_tool.output_files import OutputFile, check_output_files
     from setup_tool.report import STDOUT, check_report_suffix
 
-    report = o.get("report")
+    report = output.report
     if report == STDOUT:  # --report -: standard output, no file to check
         report = None
-    save_to = o.get("save_answers")
     check_output_files(
         [
             OutputFile(report, "--report") if report else None,
             OutputFile(default_report, "the report") if default_report and not report else None,
             OutputFile(save_to, "--save-answers") if save_to else None,
-            OutputFile(log_file, "--log-file" if o.get("log_file") else "the log", appends=True)
+            OutputFile(log_file, "--log-file" if output.log_file else "the log", appends=True)
             if log_file
             else None,
         ],
@@ -55,16 +57,14 @@ def check_outputs(
     )
     # After the safety rule (which names the database when a report would overwrite it):
     # a file whose extension names no format is refused, not written as text.
-    check_report_suffix(o.get("report"), o.get("report_format"), sql=sql_allowed)
+    check_report_suffix(output.report, output.report_format, sql=sql_allowed)
 
 
-def warn_password_on_command_line(ctx: click.Context, o: dict[str, Any]) -> None:
+def warn_password_on_command_line(given: ConnectionOptions) -> None:
     """A password typed into --database-url is visible to everyone in the process list."""
-    from click.core import ParameterSource
-
-    if ctx.get_parameter_source("database_url") is not ParameterSource.COMMANDLINE:
+    if not given.url_on_command_line:
         return
-    if url_without_password(o.get("database_url"))[1]:
+    if url_without_password(given.database_url)[1]:
         Console().warn(
             "Warning: the password in --database-url can be read by other users of this "
             "machine in the process list. Leave it out of the URL and give it as "
@@ -94,7 +94,7 @@ def url_without_password(database_url: str | None) -> tuple[str | None, bool]:
 def emit_report(
     console: Console,
     model: dict[str, Any],
-    o: dict[str, Any],
+    output: OutputOptions,
     render: Callable[..., str],
     default_path: Path | None = None,
     outcome_stands: bool = False,
@@ -106,10 +106,10 @@ def emit_report(
     """
     from setup_tool.report import STDOUT, infer_format, write_text_file
 
-    path = o["report"] or default_path
+    path = output.report or default_path
     if path == STDOUT:  # --report -
         path = None
-    fmt = infer_format(path, o["report_format"])
+    fmt = infer_format(path, output.report_format)
     if path is None:
         click.echo(render(model, fmt), nl=False)
         return None
@@ -126,7 +126,7 @@ def emit_report(
 
 
 def save_answers(
-    path: Path, settings: ConnectionSettings, answers: OperatorAnswers, o: dict[str, Any]
+    path: Path, settings: ConnectionSettings, answers: OperatorAnswers, options: UpgradeOptions
 ) -> None:
     from setup_tool.config import PASSWORD_ENV, PASSWORD_KEY, answer_file_text
     from setup_tool.report import write_text_file
@@ -162,10 +162,10 @@ def save_answers(
             else None,
             "footprints": ",".join(sorted(answers.footprints)),
             "preference-on-by-default": answers.preference_on_by_default or None,
-            "fix-overrides": o["fix_overrides"],
-            "acting-associate": o["acting_associate"] or None,
-            "batch-size": o["batch_size"],
-            "pause-between-batches": o["pause_between_batches"] or None,
+            "fix-overrides": options.fix_overrides,
+            "acting-associate": options.acting_associate or None,
+            "batch-size": options.batch_size,
+            "pause-between-batches": options.pause_between_batches or None,
         },
         notes,
     )
@@ -175,7 +175,9 @@ def save_answers(
     )
 
 
-def emit_script(db: Database, result: UpgradeResult, settings: Any, path: Path | None) -> int:
+def emit_script(
+    db: Database, result: UpgradeResult, settings: UpgradeSettings, path: Path | None
+) -> int:
     from setup_tool.report import write_text_file
     from setup_tool.tsql_script import tsql_script
 
@@ -249,6 +251,3 @@ def print_summary(
         click.echo(f"Report: {report}", err=True)
     if log_file:
         click.echo(f"Log:    {log_file}", err=True)
-
-
-# --- detect, history, undo --------------------------------------------------------------------

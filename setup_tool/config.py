@@ -175,7 +175,9 @@ def _flatten(data: dict[str, Any]) -> Iterable[tuple[str, Any]]:
             yield key, value
 
 
-def answer_file_text(answers: dict[str, str | int | bool | None], notes: Iterable[str] = ()) -> str:
+def answer_file_text(
+    answers: Mapping[str, str | int | float | bool | None], notes: Iterable[str] = ()
+) -> str:
     """TOML for --config: one `option-name = value` line per answer given (never a password),
     after the `notes` as comments."""
     lines = [

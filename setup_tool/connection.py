@@ -11,16 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote_plus, urlparse
-from urllib.request import url2pathname
+from urllib.parse import quote_plus
 
 from sqlalchemy import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from setup_tool.connect_failures import SECRET_QUERY_KEYS, describe_connect_failure
 from setup_tool.connect_failures import scrub_secret as scrub_secret  # one rule, also here
+from setup_tool.dialects import dialect_of
+from setup_tool.dialects import sqlite_path as sqlite_path  # where the tool always found it
 from setup_tool.errors import ConnectError, UsageError
 from setup_tool.schema import validate_table_prefix
 
@@ -35,7 +35,6 @@ INSTALL_HINT = (
     "Install Microsoft ODBC Driver 18 for SQL Server, or on Debian/Ubuntu the FreeTDS driver "
     "(apt-get install unixodbc tdsodbc)"
 )
-_DEFAULT_TABLE_PREFIX = {"mssql": "crm7", "postgresql": "crm7"}
 _LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
 _HIDDEN = "***"
 
@@ -249,11 +248,7 @@ def _url_from_database_url(
             "(?driver=...&Encrypt=yes), or use --server, --database and --user.",
         )
     # SQLite takes no password; a server URL without one takes the prompt's/environment's.
-    if (
-        url.password is None
-        and settings.password is not None
-        and url.get_backend_name() != "sqlite"
-    ):
+    if url.password is None and settings.password is not None and not dialect_of(url).is_file:
         url = url.set(password=settings.password)
     if _needs_odbc_driver(url):
         url = _add_odbc_keywords(url, settings, installed_drivers)
@@ -309,7 +304,7 @@ def effective_table_prefix(url: URL, requested: str | None) -> str | None:
     """
     if requested is not None:
         return validate_table_prefix(requested)
-    return _DEFAULT_TABLE_PREFIX.get(url.get_backend_name())
+    return dialect_of(url).default_table_prefix
 
 
 # --- Engines and connections ----------------------------------------------------------------
@@ -335,7 +330,7 @@ def create_engine_for(
             "Give --login-timeout a positive number of seconds (15 is the default).",
         )
     backend = url.get_backend_name()
-    if backend == "sqlite":
+    if dialect_of(url).is_file:
         url = _sqlite_uri_url(url, read_only=read_only, create_missing=create_missing)
     # No pool_pre_ping on purpose: a terminated session must stop the run (its lock session may
     # be gone too), never be replaced silently. SQLAlchemy discards the pool on a disconnect, so
@@ -388,36 +383,6 @@ def _sqlite_uri_url(url: URL, *, read_only: bool, create_missing: bool) -> URL:
     return url.set(database=path.resolve().as_uri(), query=query)
 
 
-def sqlite_path(url: URL) -> Path | None:
-    """The file a SQLite URL opens, or None for an in-memory database.
-
-    The one place that knows how a SQLite URL maps to a file: the engine, the run lock, the
-    rights check and the messages all ask it. `url.database` is already percent-decoded by
-    make_url (sqlite:///x%20y/crm%20db.db is the file "x y/crm db.db"); a `file:` URI, as the
-    engines of create_engine_for() hold, is decoded once more, as SQLite itself decodes it
-    (file:///srv/x%20y/crm%20db.db is "/srv/x y/crm db.db"). A relative path stays relative: it
-    is taken from the working directory, as SQLite takes it.
-    """
-    database = url.database or ""
-    if database in ("", ":memory:") or _is_memory_mode(url.query.get("mode")):
-        return None
-    if not database.startswith("file:"):
-        return Path(database)
-    parsed = urlparse(database)  # file:name, file:/abs, file:///abs, file://host/share/...
-    if _is_memory_mode(parse_qs(parsed.query).get("mode")):
-        return None
-    path = parsed.path
-    if parsed.netloc and parsed.netloc.lower() != "localhost":
-        path = f"//{parsed.netloc}{path}"  # a UNC path: \\server\share\...
-    name = url2pathname(path) if path else ""
-    return None if name in ("", ":memory:") else Path(name)
-
-
-def _is_memory_mode(mode: str | Sequence[str] | None) -> bool:
-    values = [mode] if isinstance(mode, str) else list(mode or [])
-    return "memory" in values
-
-
 def _postgresql_connect_args(url: URL, read_only: bool, login_timeout: int) -> dict[str, Any]:
     if url.get_driver_name() not in _LIBPQ_DRIVERS:
         if read_only:
@@ -449,7 +414,7 @@ def open_connection(engine: Engine) -> Connection:
         connection = engine.connect()
     except DBAPIError as error:
         raise describe_connect_failure(error, engine.url) from None
-    if engine.dialect.name == "sqlite":
+    if dialect_of(engine).is_file:
         _probe_sqlite(connection, engine.url)
     return connection
 

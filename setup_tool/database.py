@@ -18,10 +18,9 @@ from setup_tool.connection import (
     display_url,
     effective_table_prefix,
     open_connection,
-    sqlite_path,
 )
+from setup_tool.dialects import LOCK_FILE_SUFFIX, dialect_of
 from setup_tool.errors import BlockedError, DryRunWriteAttempt
-from setup_tool.locking import LOCK_FILE_SUFFIX
 from setup_tool.schema import SuperOfficeTables, reflect_tables
 
 
@@ -53,7 +52,7 @@ def open_database(settings: ConnectionSettings, *, read_only: bool) -> Database:
     if not read_only:
         require_writable_sqlite_file(url)
     engine = create_engine_for(url, read_only=read_only, login_timeout=settings.login_timeout)
-    if engine.dialect.name == "sqlite":
+    if dialect_of(engine).is_file:  # SQLite: it stores whatever bytes it is given
         event.listen(engine, "connect", _lenient_text)
     if read_only:
         guard_against_writes(engine)
@@ -80,7 +79,7 @@ def _decode_text(data: bytes) -> str:
 def require_writable_sqlite_file(url: URL) -> None:
     """Before a run that writes: the SQLite file, and the folder where SQLite puts its journal
     and setup-tool its run lock file, must be writable for this user."""
-    path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+    path = dialect_of(url).database_file(url)
     if path is None or not path.is_file():
         return  # in memory, or missing: opening it says what is wrong
     folder = path.resolve().parent

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import Connection, exists, func, select
 
 from setup_tool.bookkeeping import Bookkeeping, installed_revision, runs
 from setup_tool.clock import is_real_date
@@ -25,7 +25,6 @@ from setup_tool.findings import (
     SuperOfficeFinding,
     SynchronizerFinding,
     TravelFinding,
-    UnfinishedMarking,
 )
 from setup_tool.host_probe import HostProbe, HostTrace, trace_strength
 from setup_tool.invites import ALL_FOOTPRINTS, EMPTY_DATE_BEFORE, Selection
@@ -44,7 +43,7 @@ from setup_tool.preferences import (
     system_rows,
 )
 from setup_tool.schema import SuperOfficeTables
-from setup_tool.steps.mark_invites import count_invites, marking_window
+from setup_tool.steps.mark_invites import count_invites, marking_window, unfinished_marking
 from setup_tool.versions import (
     SuperOfficeVersion,
     SynchronizerVersion,
@@ -649,7 +648,7 @@ def detect_history(conn: Connection, books: Bookkeeping) -> HistoryFinding:
                     "'setup-tool undo' finishes the undo",
                 )
             )
-    unfinished = _unfinished_marking(conn, books, active)
+    unfinished = unfinished_marking(conn, books)
     if unfinished:
         evidence.append(
             Evidence(
@@ -659,44 +658,6 @@ def detect_history(conn: Connection, books: Bookkeeping) -> HistoryFinding:
             )
         )
     return HistoryFinding(revision, past, max(on_times, default=None), unfinished, evidence)
-
-
-def _unfinished_marking(
-    conn: Connection, books: Bookkeeping, active_runs: list[dict[str, object]]
-) -> UnfinishedMarking | None:
-    active_ids = [r["run_id"] for r in active_runs]
-    step = books.step
-    row = (
-        conn.execute(
-            select(step)
-            .where(
-                and_(
-                    step.c.step_key == "mark_invites",
-                    step.c.status != "completed",
-                    step.c.run_id.in_(active_ids),
-                    step.c.window_until.is_not(None),
-                )
-            )
-            .order_by(step.c.step_row_id.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    return UnfinishedMarking(
-        step_row_id=row["step_row_id"],
-        run_id=row["run_id"],
-        selection=Selection(
-            MarkingWindow(row["window_from"], row["window_until"]),
-            row["invites_since"],
-            frozenset((row["footprints"] or ",".join(ALL_FOOTPRINTS)).split(",")),
-        ),
-        checkpoint_key=row["checkpoint_key"],
-        rows_changed=row["rows_changed"],
-        batches_done=row["batches_done"],
-    )
 
 
 def _warnings(

@@ -36,7 +36,9 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from setup_tool.connection import sqlite_path
+from setup_tool.dialects import LOCK_FILE_SUFFIX as LOCK_FILE_SUFFIX  # imported from here too
+from setup_tool.dialects import dialect_of, sqlite_path
+from setup_tool.dialects import lock_file_path as lock_file_path
 from setup_tool.errors import LockBusyError, SetupToolError
 
 LOCK_RESOURCE = "setup-tool"
@@ -45,7 +47,6 @@ LOCK_RESOURCE = "setup-tool"
 APPLOCK_MODE = "Exclusive"
 APPLOCK_OWNER = "Session"
 APPLOCK_PRINCIPAL = "public"  # sp_getapplock's default @DbPrincipal
-LOCK_FILE_SUFFIX = ".setup-tool.lock"
 POLL_INTERVAL_SECONDS = 0.2
 
 # pg_try_advisory_lock takes a bigint; derive it from the resource name so that every version of
@@ -189,14 +190,6 @@ POSTGRES_NO_IDLE_TIMEOUT_SQL = (
 )
 
 
-def lock_file_path(database: str | os.PathLike[str]) -> Path:
-    """The sidecar file whose OS lock guards a SQLite database file.
-
-    Next to the file itself, through symbolic links: two names of one database share one lock.
-    """
-    return Path(os.path.realpath(database) + LOCK_FILE_SUFFIX)
-
-
 def sqlite_lock_file(engine: Engine) -> Path | None:
     """The lock file of a SQLite engine's database; None for an in-memory database."""
     database = sqlite_path(engine.url)  # the one place that maps a SQLite URL to its file
@@ -209,18 +202,18 @@ def sqlite_lock_file(engine: Engine) -> Path | None:
 def _lock_for(
     engine: Engine, timeout_seconds: float, describe_holder: HolderDescriber
 ) -> AbstractContextManager[HeldLock]:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
+    dialect = dialect_of(engine)
+    if dialect.run_lock == "file lock":
         path = sqlite_lock_file(engine)
         if path is None:  # an in-memory database lives and dies with this process
             return _nothing_to_lock()
         return _sqlite_lock(path, timeout_seconds, describe_holder)
-    if dialect == "postgresql":
+    if dialect.run_lock == "advisory lock":
         return _postgres_lock(engine, timeout_seconds, describe_holder)
-    if dialect == "mssql":
+    if dialect.run_lock == "applock":
         return _mssql_lock(engine, timeout_seconds, describe_holder)
     raise SetupToolError(
-        f"setup-tool cannot take its run lock on a '{dialect}' database.",
+        f"setup-tool cannot take its run lock on a '{dialect.name}' database.",
         "Supported databases are SQL Server, PostgreSQL and SQLite.",
     )
 

@@ -41,8 +41,6 @@ from setup_tool.errors import UsageError
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
 _JOURNAL_MAGIC = b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7"
-_COMPANION_NAMES = {"-journal": "journal", "-wal": "WAL file", "-shm": "shared-memory file"}
-_COMPANION_SUFFIXES = tuple(_COMPANION_NAMES)
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a pipe for writing must never hang
@@ -95,37 +93,29 @@ def default_output_file(name: str) -> Path:
 def sqlite_file(database_url: str | None) -> Path | None:
     """The file a SQLite database URL opens, or None (a server database, in memory, unparsable).
 
-    connection.sqlite_path is the one place that maps a SQLite URL to a file; this only parses
+    dialects.sqlite_path is the one place that maps a SQLite URL to a file; this only parses
     the text the user gave.
     """
     if not database_url:
         return None
     from sqlalchemy.engine import make_url
 
-    from setup_tool.connection import sqlite_path
+    from setup_tool.dialects import dialect_of
 
     try:
         url = make_url(database_url)
     except Exception:  # an unparsable URL is refused, in its own words, when it is opened
         return None
-    if url.get_backend_name() != "sqlite":
-        return None
-    return sqlite_path(url)
+    return dialect_of(url).database_file(url)
 
 
 def database_files(database_url: str | None) -> tuple[Path, ...]:
     """The files of the database at `database_url` that no output may touch: for SQLite the
     database file, its -journal, -wal and -shm, and the run lock; nothing for a server."""
-    from setup_tool.locking import LOCK_FILE_SUFFIX
+    from setup_tool.dialects import sqlite_files
 
     database = sqlite_file(database_url)
-    if database is None:
-        return ()
-    # As given and resolved: SQLite names its companions after the resolved file, the lock
-    # after the path it was given; protecting both costs nothing.
-    bases = dict.fromkeys([os.path.abspath(database), os.path.realpath(database)])
-    suffixes = ("", *_COMPANION_SUFFIXES, LOCK_FILE_SUFFIX)
-    return tuple(Path(base + suffix) for base in bases for suffix in suffixes)
+    return () if database is None else sqlite_files(database)
 
 
 def check_output_files(outputs: Iterable[OutputFile | None], database_url: str | None) -> None:
@@ -267,9 +257,9 @@ def _same_file(real: str, status: os.stat_result | None, database: Path) -> bool
 
 
 def _describe_database_file(database: Path) -> str:
-    from setup_tool.locking import LOCK_FILE_SUFFIX
+    from setup_tool.dialects import SQLITE_FILE_NAMES
 
-    for suffix, name in (*_COMPANION_NAMES.items(), (LOCK_FILE_SUFFIX, "run lock file")):
+    for suffix, name in SQLITE_FILE_NAMES.items():
         if database.name.endswith(suffix):
             return f"the database's {name} ('{database}')"
     return f"the database itself ('{database}')"
@@ -291,9 +281,9 @@ def _sqlite_content(path: Path) -> str | None:
 
 def _companion_by_name(real: Path) -> str | None:
     """`real` is named as a companion of an existing SQLite database next to it."""
-    from setup_tool.locking import LOCK_FILE_SUFFIX
+    from setup_tool.dialects import SQLITE_FILE_NAMES
 
-    for suffix in (*_COMPANION_SUFFIXES, LOCK_FILE_SUFFIX):
+    for suffix in SQLITE_FILE_NAMES:
         if real.name.endswith(suffix) and len(real.name) > len(suffix):
             database = real.with_name(real.name.removesuffix(suffix))
             if _sqlite_content(database) is not None:

@@ -20,7 +20,8 @@ from setup_tool.errors import BlockedError
 from setup_tool.resources import migrations_dir
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.sequence import sequence_problem, sequence_rows
-from setup_tool.steps import StepPlan, mark_invites, preference
+from setup_tool.steps import StepPlan
+from setup_tool.steps.registry import step_named
 
 if TYPE_CHECKING:
     from setup_tool.database import Database
@@ -132,13 +133,13 @@ def _sequence_problems(
 def preconditions(conn: Connection, tables: SuperOfficeTables, plan: UpgradePlan) -> list[Problem]:
     """What the real run of `plan` needs and this database lacks (read-only; empty: all there)."""
     problems = history_problems(plan.findings.history)
-    changing = {step.id for step in plan.steps if step.decision == "change"}
-    logged: list[str] = []
+    logged: list[str] = []  # the tables whose changes the travel log records
     if plan.findings.travel.enabled:
-        if changing & {preference.STEP_ID, preference.OVERRIDES_ID}:
-            logged.append(preference.TABLE_NAME)
-        if mark_invites.STEP_ID in changing:
-            logged.append("appointment")
+        for planned in plan.steps:
+            step = step_named(planned.id)
+            table = step.recorded_table if step is not None else None
+            if planned.decision == "change" and table is not None and table not in logged:
+                logged.append(table)
     problems += travel_problems(conn, tables, logged)
     return problems
 

@@ -10,8 +10,8 @@ import os
 
 from sqlalchemy import Connection, Table, text
 
-from setup_tool.connection import sqlite_path
 from setup_tool.database import Database
+from setup_tool.dialects import DatabaseDialect, dialect_of
 from setup_tool.errors import BlockedError
 
 Need = tuple[Table, str]  # (table, "SELECT" | "INSERT" | "UPDATE" | "DELETE")
@@ -25,9 +25,9 @@ def missing_rights(
     db: Database, conn: Connection, needs: list[Need], create_tables: bool
 ) -> list[str]:
     """The rights the login lacks, as 'UPDATE on crm7.appointment' phrases."""
-    dialect = db.dialect_name
-    if dialect == "sqlite":
-        path = sqlite_path(db.url)
+    dialect = dialect_of(db.engine)
+    if dialect.is_file:  # a file has no logins: the right to write it is all there is
+        path = dialect.database_file(db.url)
         writable = path is None or os.access(path, os.W_OK)
         return [] if writable else [f"write access to the file {path}"]
     missing = [
@@ -41,26 +41,18 @@ def missing_rights(
     return missing
 
 
-def _has(conn: Connection, dialect: str, table: str, right: str) -> bool:
-    if dialect == "postgresql":
-        query = "SELECT has_table_privilege(:table, :right)"
-    elif dialect == "mssql":
-        query = "SELECT HAS_PERMS_BY_NAME(:table, 'OBJECT', :right)"
-    else:
+def _has(conn: Connection, dialect: DatabaseDialect, table: str, right: str) -> bool:
+    if dialect.table_right_sql is None:
         return True  # unknown engine: let the database itself answer at the first write
-    return bool(conn.execute(text(query), {"table": table, "right": right}).scalar())
+    query = text(dialect.table_right_sql)
+    return bool(conn.execute(query, {"table": table, "right": right}).scalar())
 
 
-def _can_create(conn: Connection, dialect: str, schema: str | None) -> bool:
-    if dialect == "postgresql":
-        query, params = (
-            "SELECT has_schema_privilege(:schema, 'CREATE')",
-            {"schema": schema or "public"},
-        )
-    elif dialect == "mssql":
-        query, params = "SELECT HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE TABLE')", {}
-    else:
+def _can_create(conn: Connection, dialect: DatabaseDialect, schema: str | None) -> bool:
+    asked = dialect.create_table_query(schema)
+    if asked is None:
         return True
+    query, params = asked
     return bool(conn.execute(text(query), params).scalar())
 
 

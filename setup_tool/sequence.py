@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Connection, Update, func, select, update
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, Update, func, select, update
 
 from setup_tool.errors import BlockedError
 from setup_tool.schema import SuperOfficeTables
@@ -69,11 +71,16 @@ def reserve_ids(conn: Connection, tables: SuperOfficeTables, table_name: str, co
             f"new {table_name} rows cannot get ids SuperOffice will respect; the change in "
             "progress was rolled back",
         )
+    return int(conn.execute(first_reserved_id_query(tables, table_name, count)).scalar_one())
+
+
+def first_reserved_id_query(
+    tables: SuperOfficeTables, table_name: str, count: int | ColumnElement[int]
+) -> Select[Any]:
+    """After `reserve_ids_statement` in the same transaction: the first of the `count` ids it
+    reserved (next_id has moved past them)."""
     seq = tables.sequence
-    next_id = conn.execute(
-        select(seq.c.next_id).where(func.lower(seq.c.TableName) == table_name.lower())
-    ).scalar_one()
-    return int(next_id) - count
+    return select(seq.c.next_id - count).where(func.lower(seq.c.TableName) == table_name.lower())
 
 
 def table_number(conn: Connection, tables: SuperOfficeTables, table_name: str) -> int:

@@ -17,25 +17,19 @@ import platform
 import socket
 import sqlite3
 import sys
-from typing import TYPE_CHECKING, Any
-
-import click
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from setup_tool import __version__
+from setup_tool.dialects import dialect_of
 from setup_tool.logs import LOGGER
 
 if TYPE_CHECKING:
+    from setup_tool.cli_values import OptionSource
     from setup_tool.database import Database
     from setup_tool.findings import Findings
     from setup_tool.upgrade import UpgradePlan
 
-_SOURCES = {
-    "COMMANDLINE": "command line",
-    "ENVIRONMENT": "environment",
-    "DEFAULT_MAP": "answer file",
-    "DEFAULT": "default",
-    "PROMPT": "prompt",
-}
 # Never written, whatever their source: they can hold a password.
 _SECRET_OPTIONS = frozenset({"db_password"})
 
@@ -56,27 +50,14 @@ def _os_user() -> str:
         return "unknown"
 
 
-def option_sources(ctx: click.Context) -> list[tuple[str, Any, str]]:
-    """(option, value, where it came from) for every parameter of the command, in help order."""
-    found = []
-    for param in ctx.command.params:
-        name = param.name
-        if not name or name in _SECRET_OPTIONS or not param.expose_value:
-            continue
-        source = ctx.get_parameter_source(name)
-        where = _SOURCES.get(source.name, source.name.lower()) if source else "default"
-        long = max((o for o in param.opts if o.startswith("--")), key=len, default=name)
-        found.append((long, ctx.params.get(name), where))
-    return found
+def log_options(sources: Iterable[OptionSource]) -> None:
+    """Every option with its value and where the value came from (cli_values.option_sources)."""
+    for given in sources:
+        if given.name not in _SECRET_OPTIONS:
+            LOGGER.info("option %s = %s (%s)", given.option, _shown(given.value), given.where)
 
 
-def log_options(ctx: click.Context) -> None:
-    """Every option with its value and where the value came from."""
-    for option, value, where in option_sources(ctx):
-        LOGGER.info("option %s = %s (%s)", option, _shown(value), where)
-
-
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     if isinstance(value, tuple | list):
         return "[" + ", ".join(map(str, value)) + "]"
     return "not given" if value is None else str(value)
@@ -98,7 +79,7 @@ def log_database(db: Database) -> None:
 
 
 def server_version(db: Database) -> str:
-    if db.dialect_name == "sqlite":
+    if dialect_of(db.engine).is_file:  # SQLite runs in this process: its library's version
         return f"SQLite {sqlite3.sqlite_version}"
     info = db.engine.dialect.server_version_info
     return ".".join(str(part) for part in info) if info else "unknown"

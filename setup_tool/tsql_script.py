@@ -1,6 +1,7 @@
 """The whole upgrade as one T-SQL script a DBA can review and run in SQL Server Management Studio.
 
-The script does what a real run does, with the same statement builders: it takes setup-tool's
+The script does what a real run does, with the same statement builders (the steps', the run
+record's, the sequence reservation's; only its WHILE loop is its own): it takes setup-tool's
 run lock, installs the bookkeeping tables, records a run, switches the preference on, resumes a
 marking an earlier run left unfinished, marks invite appointments in the same keyset batches
 (each its own transaction, previous values first, the travel log when Travel is on) and
@@ -40,7 +41,6 @@ from sqlalchemy import (
     Table,
     and_,
     column,
-    delete,
     exists,
     func,
     literal,
@@ -56,16 +56,23 @@ from sqlalchemy import (
 from setup_tool import __version__
 from setup_tool.bookkeeping import (
     BOOKKEEPING_HEAD,
+    COMPLETED,
+    FAILED,
+    RUNNING,
     SCRIPT_RUN_WORD,
     VERSION_TABLE,
     Bookkeeping,
     bookkeeping_sql,
+    completed_step_statement,
     dead_runs_statement,
+    finish_run_statement,
     script_run_mark,
+    start_run_statement,
 )
 from setup_tool.database import Database
 from setup_tool.detect import CENTRAL_SYSTEMLEVEL
-from setup_tool.findings import UnfinishedMarking
+from setup_tool.errors import ExitCode
+from setup_tool.findings import Findings, UnfinishedMarking
 from setup_tool.invites import Selection
 from setup_tool.lock_waits import lock_timeout_sql, yield_deadlocks_sql
 from setup_tool.locking import LOCK_RESOURCE
@@ -80,9 +87,10 @@ from setup_tool.script_dialects import (
     ScriptDialect,
     TSql,
 )
-from setup_tool.sequence import reserve_ids_statement, table_number
-from setup_tool.steps import StepContext, StepPlan, UpgradeSettings, preference
+from setup_tool.sequence import first_reserved_id_query, reserve_ids_statement, table_number
+from setup_tool.steps import PlanContext, StepPlan, UpgradeSettings, preference
 from setup_tool.steps import mark_invites as marking
+from setup_tool.steps.registry import APPLY_ORDER, step_named
 from setup_tool.travel import INSERTED, UPDATED, log_changes_statement
 from setup_tool.upgrade import UpgradePlan, applied_outcome
 
@@ -90,7 +98,7 @@ SCRIPT_LOCK_TIMEOUT_MS = 10_000  # how long the script waits for a setup-tool ru
 PROGRESS_EVERY = 10  # batches between two progress messages
 LOWEST_ID = -(2**31)  # below every appointment_id: the first batch's lower bound
 SCRIPT_ID_LENGTH = 24  # hex digits: 96 random bits, and the run mark fits tool_version
-STEP_KEYS = (preference.STEP_ID, preference.OVERRIDES_ID, marking.STEP_ID)
+STEP_KEYS = tuple(step.id for step in APPLY_ORDER)  # the steps whose rows the script changes
 
 
 def copy_rows(travelcurrent: Table) -> ColumnElement[bool]:
@@ -207,16 +215,34 @@ def _builder(
         with db.engine.connect() as conn:
             table_numbers = {
                 name: table_number(conn, db.tables, name)
-                for name in ("appointment", preference.TABLE_NAME)
+                for name in (marking.TABLE_NAME, preference.TABLE_NAME)
             }
-    ctx = StepContext(db.tables, db.books, plan.findings, settings, p.dialect, plan.now)
+    findings = _window_ends_at_the_switch(plan, p)
+    ctx = PlanContext(db.tables, db.books, findings, settings, p.dialect, plan.now)
     return _Script(p, ctx, db.books, table_numbers, plan, script_id or new_script_id())
+
+
+def _window_ends_at_the_switch(plan: UpgradePlan, p: ScriptDialect) -> Findings:
+    """The new marking's window ends at @until when it ended at the dry run's "now": when the
+    script switches the preference on, as a real run's ends when it starts. A window that ended
+    earlier (the preference came on by itself) keeps its end."""
+    findings, selection = plan.findings, plan.findings.invites.selection
+    if selection is None:
+        return findings
+    window = selection.window
+    if window.until != plan.now or window.until_sql is not None:
+        return findings
+    window = dataclasses.replace(window, until_sql=p.var("until"))
+    invites = dataclasses.replace(
+        findings.invites, selection=dataclasses.replace(selection, window=window)
+    )
+    return dataclasses.replace(findings, invites=invites)
 
 
 @dataclasses.dataclass
 class _Script:
     p: ScriptDialect
-    ctx: StepContext
+    ctx: PlanContext
     books: Bookkeeping
     table_numbers: dict[str, int]
     plan: UpgradePlan
@@ -518,7 +544,7 @@ class _Script:
     def tsql_last(self) -> str:
         p, run = self.p, self.books.run
         done = select(func.count()).where(
-            run.c.tool_version == self.mark, run.c.status == "completed"
+            run.c.tool_version == self.mark, run.c.status == COMPLETED
         )
         body = [
             "SET NOEXEC OFF;  -- runs even after a stop, so that this window is usable again",
@@ -560,7 +586,7 @@ class _Script:
     def plpgsql_lock(self) -> str:
         p, run = self.p, self.books.run
         holder = select(func.concat("run ", run.c.run_id, " (", run.c.tool_version, ")")).where(
-            run.c.status == "running"
+            run.c.status == RUNNING
         )
         newest = holder.order_by(run.c.run_id.desc()).limit(1)
         lookup = [
@@ -588,7 +614,7 @@ class _Script:
         steps, findings = self._steps(), self.plan.findings
         done: list[tuple[ColumnElement[bool], str]] = []
         parts = [self.start_run()]
-        if findings.synchronizer.in_use is True and steps[preference.STEP_ID].decision != "skip":
+        if preference.records_on_time(findings) and steps[preference.STEP_ID].decision != "skip":
             parts.append(self.preference(steps[preference.STEP_ID], done))
             done.append((self._preference_done(), "the preference batch did not finish"))
         if steps[preference.OVERRIDES_ID].decision == "change":
@@ -610,16 +636,14 @@ class _Script:
     def _failed(self) -> Lines:
         """Record the script's run as failed (in a stop, after the rollback)."""
         run = self.books.run
-        return self.p.sql(
-            update(run)
-            .where(run.c.run_id == self._var("run_id"), run.c.status == "running")
-            .values(
-                status="failed",
-                outcome="failed",
-                exit_code=1,
-                finished_at=literal_column(self.p.now_sql),
-            )
+        failed = finish_run_statement(
+            self.books,
+            self._var("run_id"),
+            outcome=FAILED,
+            exit_code=int(ExitCode.FAILED),
+            finished_at=literal_column(self.p.now_sql),
         )
+        return self.p.sql(failed.where(run.c.status == RUNNING))
 
     def _stop(self, message: str, *names: str) -> Lines:
         return self.p.stop(message, *names, cleanup=self._failed())
@@ -628,9 +652,7 @@ class _Script:
         """The start of every batch after the first: its run is running, the lock is held and
         every earlier batch did its work; else stop."""
         p, run = self.p, self.books.run
-        ours = select(run.c.run_id).where(
-            run.c.tool_version == self.mark, run.c.status == "running"
-        )
+        ours = select(run.c.run_id).where(run.c.tool_version == self.mark, run.c.status == RUNNING)
         lines = [p.assign("now", p.now_sql), *p.assign_query("run_id", ours)]
         lines += p.if_(
             f"{p.ref('run_id')} IS NULL",
@@ -665,12 +687,12 @@ class _Script:
     def _step_done(self, key: str) -> ColumnElement[bool]:
         s = self.books.step
         return exists().where(
-            s.c.run_id == self._var("run_id"), s.c.step_key == key, s.c.status == "completed"
+            s.c.run_id == self._var("run_id"), s.c.step_key == key, s.c.status == COMPLETED
         )
 
     def _resumed_done(self, unfinished: UnfinishedMarking) -> ColumnElement[bool]:
         s = self.books.step
-        return exists().where(s.c.step_row_id == unfinished.step_row_id, s.c.status == "completed")
+        return exists().where(s.c.step_row_id == unfinished.step_row_id, s.c.status == COMPLETED)
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -681,23 +703,23 @@ class _Script:
         rid, sid = p.ref("run_id"), self.script_id
         mine = select(func.max(run.c.run_id)).where(run.c.tool_version == self.mark)
         newer = select(func.max(run.c.run_id)).where(run.c.run_id > self._var("run_id"))
-        insert = run.insert().values(
+        insert = start_run_statement(
+            self.books,
             mode="upgrade",
-            status="running",
             started_at=self._var("now"),
-            tool_version=self.mark,
-            host=literal_column(p.host_sql),
-            os_user=literal_column(p.user_sql),
             acting_associate_id=self.ctx.settings.acting_associate_id,
             superoffice_version=f.superoffice.version.label() if f.superoffice.version else None,
             synchronizer_version=f.synchronizer.version.label() if f.synchronizer.version else None,
+            tool_version=self.mark,
+            host=literal_column(p.host_sql),
+            os_user=literal_column(p.user_sql),
         )
         again = (
             update(run)
             .where(run.c.run_id == self._var("run_id"))
-            .values(status="running", outcome=None, exit_code=None, finished_at=None)
+            .values(status=RUNNING, outcome=None, exit_code=None, finished_at=None)
         )
-        completed = exists().where(run.c.run_id == self._var("run_id"), run.c.status == "completed")
+        completed = exists().where(run.c.run_id == self._var("run_id"), run.c.status == COMPLETED)
         others = dead_runs_statement(self.books).where(run.c.tool_version != self.mark)
         body = [
             *self._lock_guard(),
@@ -747,17 +769,14 @@ class _Script:
         )
 
     def finish_run(self, done: list[tuple[ColumnElement[bool], str]]) -> str:
-        p, run = self.p, self.books.run
+        p = self.p
         outcome, code = applied_outcome(self.plan, changed=self.plan.changes_pending)
-        finish = (
-            update(run)
-            .where(run.c.run_id == self._var("run_id"))
-            .values(
-                status="completed",
-                outcome=outcome,
-                exit_code=int(code),
-                finished_at=self._var("now"),
-            )
+        finish = finish_run_statement(
+            self.books,
+            self._var("run_id"),
+            outcome=outcome,
+            exit_code=int(code),
+            finished_at=self._var("now"),
         )
         body = [
             *self._guard(done),
@@ -776,7 +795,7 @@ class _Script:
     # --- step 3: the preference and its overrides -------------------------------------------
 
     def preference(self, step: StepPlan, done: list[tuple[ColumnElement[bool], str]]) -> str:
-        p, run = self.p, self.books.run
+        p = self.p
         lines = [
             *self._guard(done),
             *p.if_(
@@ -793,16 +812,23 @@ class _Script:
                 else self._switch_on(step.sample_ids)
             )
         lines += p.sql(
-            update(run)
-            .where(run.c.run_id == self._var("run_id"))
-            .values(preference_on_at=self._var("now"))
+            preference.on_time_statement(self.books, self._var("run_id"), self._var("now"))
         )
-        selection = self._marking_selection()
-        if selection is not None:
-            # The marking step opens with the change that ends its window: a stop between the
-            # two batches leaves an unfinished marking that a re-run or setup-tool resumes, never
-            # a preference switched on with its invites left unmarked.
-            lines += [p.assign("until", p.ref("now")), *self._open_marking_step(selection)]
+        # What opens with the change that ends the marking's window (the marking's step row), as
+        # in a real run (Step.with_preference_switch): a stop between the two batches leaves an
+        # unfinished marking that a re-run or setup-tool resumes, never a preference switched on
+        # with its invites left unmarked.
+        with_switch = [
+            statement
+            for planned in self.plan.steps
+            if (other := step_named(planned.id)) is not None
+            for statement in other.with_preference_switch(
+                self.ctx, planned, self._var("run_id"), self._var("now")
+            )
+        ]
+        if with_switch:
+            lines.append(p.assign("until", p.ref("now")))
+            lines += [line for statement in with_switch for line in p.sql(statement)]
         lines += [*p.commit(), p.notice(f"{step.title}: done.")]
         declares = {**self._step_declares(), "until": DATETIME}
         return self._batch(f"{step.title}: {step.reason}", declares, lines)
@@ -827,26 +853,15 @@ class _Script:
         return {"step": INT, "first": INT, "rows": INT, "seq_rows": INT, "pref_id": INT}
 
     def _step_row(self, key: str, rows: int) -> Lines:
-        insert = self.books.step.insert().values(
-            run_id=self._var("run_id"),
-            step_key=key,
-            status="completed",
-            rows_planned=rows,
-            rows_changed=rows,
-            batches_done=1,
-            started_at=self._var("now"),
-            finished_at=self._var("now"),
-            finished_by_run_id=self._var("run_id"),
-        )
+        run_id, now = self._var("run_id"), self._var("now")
+        insert = completed_step_statement(self.books, run_id, key, rows, now, run_id)
         return self.p.insert_returning(insert, self.books.step.c.step_row_id, "step")
 
     def _reserve(self, table_name: str, count: str, into: str) -> Lines:
         """Ids from SuperOffice's sequence table: UPDATE first, then read, in the caller's
         transaction (SUPEROFFICE.md, physical conventions: never the reverse)."""
-        p, seq = self.p, self.ctx.tables.sequence
-        first = select(seq.c.next_id - self._var(count)).where(
-            func.lower(seq.c.TableName) == table_name.lower()
-        )
+        p, tables = self.p, self.ctx.tables
+        first = first_reserved_id_query(tables, table_name, self._var(count))
         return [
             *p.sql(reserve_ids_statement(self.ctx.tables, table_name, self._var(count))),
             p.rowcount_into("seq_rows"),
@@ -892,15 +907,9 @@ class _Script:
         ]
 
     def _insert_preference(self) -> Lines:
-        p = self.p
-        pv, up = self.books.previous_value, self.ctx.tables.userpreference
-        record = pv.insert().values(
-            step_row_id=self._var("step"),
-            batch_no=1,
-            table_name=preference.TABLE_NAME,
-            record_id=self._var("pref_id"),
-            inserted=1,
-            new_updated_count=0,
+        p, up = self.p, self.ctx.tables.userpreference
+        record = preference.inserted_record_statement(
+            self.books, self._var("step"), self._var("pref_id")
         )
         ids = select(up.c.userpreference_id).where(up.c.userpreference_id == self._var("pref_id"))
         return [
@@ -908,7 +917,7 @@ class _Script:
             *self._reserve(preference.TABLE_NAME, "rows", "pref_id"),
             *p.sql(preference.insert_statement(self.ctx, self._var("pref_id"), self._var("now"))),
             *p.sql(record),
-            *self._travel("UserPreference", ids, "rows", INSERTED),
+            *self._travel(preference.TABLE_NAME, ids, "rows", INSERTED),
         ]
 
     def _switch_on(self, ids: list[int]) -> Lines:
@@ -930,7 +939,7 @@ class _Script:
                     "rows",
                 ),
             ),
-            *self._travel("UserPreference", changed, "rows", UPDATED),
+            *self._travel(preference.TABLE_NAME, changed, "rows", UPDATED),
         ]
 
     # --- step 4: marking --------------------------------------------------------------------
@@ -976,32 +985,17 @@ class _Script:
         )
 
     def _marking_selection(self) -> Selection | None:
-        """The new marking's selection, when this script marks; its window ends at @until when
-        it ended at the dry run's "now": when the script switches the preference on, as a real
-        run's ends when it starts. A window that ended earlier (the preference came on by
-        itself) keeps its end."""
-        selection = self.plan.findings.invites.selection
+        """The new marking's selection, when this script marks (its window ends at @until:
+        `_window_ends_at_the_switch`)."""
+        selection = self.ctx.findings.invites.selection
         if self._steps()[marking.STEP_ID].decision != "change" or selection is None:
             return None
-        window = selection.window
-        if window.until == self.plan.now and window.until_sql is None:
-            window = dataclasses.replace(window, until_sql=self._var("until"))
-        return dataclasses.replace(selection, window=window)
+        return selection
 
     def _open_marking_step(self, selection: Selection) -> Lines:
-        s, window = self.books.step, selection.window
-        open_step = s.insert().values(
-            run_id=self._var("run_id"),
-            step_key=marking.STEP_ID,
-            status="staging",
-            rows_planned=0,
-            rows_changed=0,
-            window_from=window.start,
-            window_until=window.until if window.until_sql is None else window.until_sql,
-            invites_since=selection.invites_since,
-            footprints=",".join(sorted(selection.footprints)),
-            batches_done=0,
-            started_at=self._var("now"),
+        s = self.books.step
+        open_step = marking.open_step_statement(
+            self.books, self._var("run_id"), selection, self._var("now")
         )
         return self.p.insert_returning(open_step, s.c.step_row_id, "step")
 
@@ -1035,35 +1029,23 @@ class _Script:
     def _continue_marking(self, selection: Selection) -> Lines:
         """Stage the candidates unless they are, then the keyset loop from the step's
         checkpoint, then complete the step: what mark_invites._resume_or_run does."""
-        p, s, c = self.p, self.books.step, self.books.candidate
+        p, s = self.p, self.books.step
         step = self._var("step")
-        staged = select(func.count()).where(c.c.step_row_id == step)
         stage = [
             *p.begin(),
             *p.sql(
                 marking.stage_candidates_statement(self.ctx.tables, self.books, step, selection)
             ),
-            *p.sql(
-                update(s)
-                .where(s.c.step_row_id == step)
-                .values(status="marking", rows_planned=staged.scalar_subquery())
-            ),
+            *p.sql(marking.staged_statement(self.books, step)),
             *p.commit(),
         ]
         state = select(s.c.checkpoint_key).where(s.c.step_row_id == step)
         staging = exists().where(s.c.step_row_id == step, s.c.status == "staging")
+        now: ColumnElement[Any] = literal_column(p.now_sql)
         complete = [
             *p.begin(),
-            *p.sql(
-                update(s)
-                .where(s.c.step_row_id == step)
-                .values(
-                    status="completed",
-                    finished_at=literal_column(p.now_sql),
-                    finished_by_run_id=self._var("run_id"),
-                )
-            ),
-            *p.sql(delete(c).where(c.c.step_row_id == step)),
+            *p.sql(marking.complete_statement(self.books, step, now, self._var("run_id"))),
+            *p.sql(marking.clear_candidates_statement(self.books, step)),
             *p.commit(),
         ]
         return [
@@ -1086,20 +1068,12 @@ class _Script:
     def _keyset_loop(self) -> Lines:
         """Batches of at most batch_size staged ids, each the range (lo, hi]; each batch one
         transaction: previous values, the change, the travel log, the checkpoint."""
-        p, tables, books, s = self.p, self.ctx.tables, self.books, self.books.step
+        p, tables, books = self.p, self.ctx.tables, self.books
         settings = self.ctx.settings
         step, lo, hi, batch = (self._var(n) for n in ("step", "lo", "hi", "batch"))
         size = marking.batch_size(p.dialect.name, settings.batch_size)
         boundary = marking.next_boundary_statement(books, step, size, lo)
-        checkpoint = (
-            update(s)
-            .where(s.c.step_row_id == step)
-            .values(
-                checkpoint_key=hi,
-                rows_changed=s.c.rows_changed + self._var("changed"),
-                batches_done=s.c.batches_done + 1,
-            )
-        )
+        checkpoint = marking.checkpoint_statement(books, step, hi, self._var("changed"))
         record = marking.record_batch_statement(
             tables, books, step, lo, hi, batch, self._var("now")
         )
@@ -1129,7 +1103,7 @@ class _Script:
                     "recorded",
                 ),
             ),
-            *self._travel("appointment", changed_ids, "changed", UPDATED),
+            *self._travel(marking.TABLE_NAME, changed_ids, "changed", UPDATED),
             *p.sql(checkpoint),
             *p.commit(),
             *self._pause_between_batches(),

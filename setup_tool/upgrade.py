@@ -10,16 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
-from setup_tool.bookkeeping import (
-    BOOKKEEPING_HEAD,
-    close_dead_runs,
-    finish_run,
-    install_bookkeeping,
-    lock_holder,
-    start_run,
-)
+from setup_tool import run_lifecycle
+from setup_tool.bookkeeping import BOOKKEEPING_HEAD, COMPLETED
 from setup_tool.clock import utc_now
 from setup_tool.database import Database
 from setup_tool.detect import OperatorAnswers, detect
@@ -31,20 +25,21 @@ from setup_tool.errors import (
 )
 from setup_tool.findings import Findings
 from setup_tool.host_probe import HostProbe
-from setup_tool.locking import run_lock
 from setup_tool.logs import LOGGER
 from setup_tool.preconditions import preconditions, with_preconditions
 from setup_tool.privileges import Need, require_rights
 from setup_tool.steps import (
+    ApplyContext,
+    PlanContext,
     ProgressCallback,
-    StepContext,
+    StepOutcome,
     StepPlan,
+    StepStopped,
     UpgradeSettings,
-    gate,
-    mark_invites,
     preference,
-    synchronizer_check,
 )
+from setup_tool.steps.mark_invites import STEP_ID as MARKING_STEP
+from setup_tool.steps.registry import STEPS, step_named
 
 
 class Interaction(Protocol):
@@ -139,39 +134,38 @@ def plan_upgrade(
     now = now or utc_now()
     with db.engine.connect() as conn:
         findings = detect(conn, db.tables, db.books, answers, probe, now)
-        ctx = _context(db, findings, settings, now)
-        steps = [gate.plan(findings)]
-        if steps[0].decision == "blocked":
-            steps += _not_reached(findings)
-        else:
-            steps += [
-                preference.plan(ctx, conn),
-                preference.plan_overrides(ctx),
-                mark_invites.plan(ctx, conn),
-                synchronizer_check.plan(findings),
-            ]
+        steps = plan_steps(plan_context(db, findings, settings, now), conn)
+        if not any(step.decision == "blocked" for step in steps if _is_gate(step)):
             # What the real run needs, checked alike for the dry run: both block (exit 3).
             planned = UpgradePlan(findings, steps, now, answers)
             steps = with_preconditions(steps, preconditions(conn, db.tables, planned))
     return UpgradePlan(findings, steps, now, answers)
 
 
-def _not_reached(findings: Findings) -> list[StepPlan]:
-    reason = gate.not_reached_reason(findings)
-    return [
-        StepPlan(preference.STEP_ID, preference.TITLE, "skip", reason),
-        StepPlan(preference.OVERRIDES_ID, preference.OVERRIDES_TITLE, "skip", reason),
-        StepPlan(mark_invites.STEP_ID, mark_invites.TITLE, "skip", reason),
-        synchronizer_check.plan(findings),
-    ]
+def plan_steps(ctx: PlanContext, conn: Connection) -> list[StepPlan]:
+    """Every registered step's plan, in order; once a gate blocks, the rest are not reached."""
+    steps: list[StepPlan] = []
+    blocked_by: str | None = None
+    for step in STEPS:
+        if blocked_by is not None:
+            steps.append(step.not_reached(ctx.findings, blocked_by))
+            continue
+        planned = step.plan(ctx, conn)
+        steps.append(planned)
+        if step.gates and planned.decision == "blocked":
+            blocked_by = step.not_reached_reason(ctx.findings)
+    return steps
 
 
-def _context(
+def _is_gate(planned: StepPlan) -> bool:
+    step = step_named(planned.id)
+    return step is not None and step.gates
+
+
+def plan_context(
     db: Database, findings: Findings, settings: UpgradeSettings, now: datetime
-) -> StepContext:
-    return StepContext(
-        db.tables, db.books, findings, settings, db.engine.dialect, now, engine=db.engine
-    )
+) -> PlanContext:
+    return PlanContext(db.tables, db.books, findings, settings, db.engine.dialect, now)
 
 
 def plan_with_answers(
@@ -265,11 +259,7 @@ def run_upgrade(
         _log_plan(plan)
         outcome, code = dry_run_outcome(plan, detailed_exitcode)
         return UpgradeResult(plan, "dry-run", outcome, code)
-    with run_lock(
-        db.engine,
-        timeout_seconds=lock_timeout,
-        describe_holder=lambda: lock_holder(db.engine, db.books),
-    ) as lock:
+    with run_lifecycle.held_lock(db, lock_timeout) as lock:
         plan = plan_with_answers(db, answers, settings, probe, interaction)
         _log_plan(plan)
         if plan.blocked:
@@ -292,11 +282,7 @@ def _log_plan(plan: UpgradePlan) -> None:
 
 def _needs_a_run(plan: UpgradePlan) -> bool:
     """A run is recorded when something changes, or to note since when the preference is on."""
-    first_time_on = (
-        plan.findings.synchronizer.in_use is True
-        and plan.findings.history.last_preference_on_at is None
-    )
-    return plan.changes_pending or first_time_on
+    return plan.changes_pending or preference.needs_first_on_time(plan.findings)
 
 
 def apply_plan(
@@ -307,53 +293,101 @@ def apply_plan(
     should_stop: Callable[[], bool],
     lock_check: Callable[[], None] = lambda: None,
 ) -> UpgradeResult:
+    """Apply the plan's steps in registry order, as one recorded run (setup_tool.run_lifecycle).
+    The result's plan is the plan as applied: each step's rows, time and batches as they were."""
     now = utc_now()
     findings = _window_until(plan.findings, plan.now, now)
     with db.engine.connect() as conn:
         require_rights(
             db, conn, _rights_needed(db, plan), create_tables=not findings.history.installed
         )
-    with db.engine.begin() as conn:
-        install_bookkeeping(conn, db.schema)
-        close_dead_runs(conn, db.books)
-        sync = findings.synchronizer.version
-        run_id = start_run(
-            conn,
-            db.books,
-            mode="upgrade",
-            started_at=now,
-            acting_associate_id=settings.acting_associate_id,
-            superoffice_version=findings.superoffice.version.label()
-            if findings.superoffice.version
-            else None,
-            synchronizer_version=sync.label() if sync else None,
-        )
-    ctx = _context(db, findings, settings, now)
-    rows_seen = _RowsSeen(progress)
-    ctx.run_id, ctx.progress, ctx.should_stop = run_id, rows_seen, should_stop
-    ctx.lock_check = lock_check
-    result = UpgradeResult(plan, "upgrade", "failed", ExitCode.FAILED, run_id, started=_aware(now))
+    sync, superoffice = findings.synchronizer.version, findings.superoffice.version
+    run = run_lifecycle.start(
+        db,
+        mode="upgrade",
+        started_at=now,
+        acting_associate_id=settings.acting_associate_id,
+        superoffice_version=superoffice.label() if superoffice else None,
+        synchronizer_version=sync.label() if sync else None,
+    )
+    ctx = _apply_context(db, plan, findings, settings, run.run_id, now, progress, should_stop)
+    ctx = dataclasses.replace(ctx, lock_check=lock_check)
+    result = UpgradeResult(
+        plan, "upgrade", "failed", ExitCode.FAILED, run.run_id, started=_aware(now)
+    )
     result.resumed = _resumed(findings)
-    try:
-        changed = _apply_steps(ctx, plan.steps, result)
-    except InterruptedRun as stopped:  # between batches: whole batches only
-        _finish(db, run_id, "interrupted", ExitCode.INTERRUPTED)
-        result.outcome, result.exit_code = "interrupted", ExitCode.INTERRUPTED
+    outcomes: dict[str, StepOutcome] = {}
+    with run_lifecycle.recorded(run):
+        try:
+            _apply_steps(ctx, plan.steps, result, outcomes)
+        except InterruptedRun as stopped:  # between batches: whole batches only
+            if isinstance(stopped, StepStopped):
+                outcomes[MARKING_STEP] = stopped.outcome
+            result.plan = _as_applied(plan, outcomes, result.step_times)
+            result.outcome, result.exit_code = "interrupted", ExitCode.INTERRUPTED
+            result.finished = datetime.now(UTC)
+            raise InterruptedUpgrade(stopped, result) from None
+        changed = any(
+            planned.decision == "change" and outcomes[planned.id].rows > 0
+            for planned in plan.steps
+            if planned.id in outcomes
+        )
+        result.plan = _as_applied(plan, outcomes, result.step_times)
+        result.outcome, result.exit_code = applied_outcome(plan, changed)
         result.finished = datetime.now(UTC)
-        for step in plan.steps:
-            if step.id == mark_invites.STEP_ID and step.decision == "change":
-                step.rows = rows_seen.done
-        raise InterruptedUpgrade(stopped, result) from None
-    except KeyboardInterrupt:
-        _finish(db, run_id, "interrupted", ExitCode.INTERRUPTED)
-        raise
-    except BaseException:
-        _finish(db, run_id, "failed", ExitCode.FAILED)
-        raise
-    result.outcome, result.exit_code = applied_outcome(plan, changed)
-    result.finished = datetime.now(UTC)
-    _finish(db, run_id, result.outcome, result.exit_code)
+        run.finish(result.outcome, result.exit_code)
     return result
+
+
+def _apply_context(
+    db: Database,
+    plan: UpgradePlan,
+    findings: Findings,
+    settings: UpgradeSettings,
+    run_id: int,
+    now: datetime,
+    progress: ProgressCallback | None,
+    should_stop: Callable[[], bool],
+) -> ApplyContext:
+    """What applying sees; and what the steps open with the preference switch, in its
+    transaction (Step.with_preference_switch)."""
+    ctx = ApplyContext(
+        db.tables,
+        db.books,
+        findings,
+        settings,
+        db.engine.dialect,
+        now,
+        engine=db.engine,
+        run_id=run_id,
+        should_stop=should_stop,
+    )
+    if progress is not None:
+        ctx = dataclasses.replace(ctx, progress=progress)
+    with_switch = [
+        statement
+        for planned in plan.steps
+        if (step := step_named(planned.id)) is not None
+        for statement in step.with_preference_switch(ctx, planned, run_id, now)
+    ]
+    return dataclasses.replace(ctx, with_preference=tuple(with_switch))
+
+
+def _as_applied(
+    plan: UpgradePlan, outcomes: dict[str, StepOutcome], times: dict[str, StepTime]
+) -> UpgradePlan:
+    """The plan with what each applied step did (rows, batches) and how long it took."""
+    steps = []
+    for planned in plan.steps:
+        outcome, took = outcomes.get(planned.id), times.get(planned.id)
+        if outcome is not None:
+            planned = dataclasses.replace(
+                planned, rows=outcome.rows, batches=outcome.batches or planned.batches
+            )
+        if took is not None:
+            planned = dataclasses.replace(planned, duration_seconds=took.seconds)
+        steps.append(planned)
+    return dataclasses.replace(plan, steps=steps)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -382,33 +416,15 @@ class InterruptedUpgrade(InterruptedRun):
         self.result = result
 
 
-class _RowsSeen:
-    """The progress callback, remembering how many rows are marked so far."""
-
-    def __init__(self, progress: ProgressCallback | None) -> None:
-        self.progress = progress
-        self.done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        self.done = done
-        if self.progress is not None:
-            self.progress(done, total)
-
-
 def _rights_needed(db: Database, plan: UpgradePlan) -> list[Need]:
+    """The rights the changing steps declare, then those on the tool's own tables."""
     tables, books = db.tables, db.books
-    changing = {step.id for step in plan.steps if step.decision == "change"}
     needs: list[Need] = []
-    if changing & {preference.STEP_ID, preference.OVERRIDES_ID}:
-        needs += [
-            (tables.userpreference, "UPDATE"),
-            (tables.userpreference, "INSERT"),
-            (tables.sequence, "UPDATE"),
-        ]
-    if mark_invites.STEP_ID in changing:
-        needs.append((tables.appointment, "UPDATE"))
-    if changing and plan.findings.travel.enabled and tables.traveltransactionlog is not None:
-        needs += [(tables.traveltransactionlog, "INSERT"), (tables.sequence, "UPDATE")]
+    for planned in plan.steps:
+        step = step_named(planned.id)
+        if step is None or planned.decision != "change":
+            continue
+        needs += [n for n in step.rights(tables, plan.findings) if n not in needs]
     if plan.findings.history.installed:
         needs += [
             (books.run, "INSERT"),
@@ -436,26 +452,23 @@ def _window_until(findings: Findings, planned_now: datetime, now: datetime) -> F
     return dataclasses.replace(findings, invites=invites)
 
 
-def _apply_steps(ctx: StepContext, steps: list[StepPlan], result: UpgradeResult) -> bool:
-    changed = False
-    for step in steps:
-        if step.id in (preference.STEP_ID, preference.OVERRIDES_ID):
-            if step.decision == "change" or (
-                step.id == preference.STEP_ID and ctx.findings.synchronizer.in_use
-            ):
-                with _timed(ctx, step, result):
-                    preference.apply(ctx, step)
-        elif step.id == mark_invites.STEP_ID and step.decision == "change":
-            with _timed(ctx, step, result):
-                if ctx.progress is not None:
-                    ctx.progress(0, step.rows)  # the marking starts now: so does its clock
-                mark_invites.apply(ctx, step)
-        changed = changed or (step.decision == "change" and step.rows > 0)
-    return changed
+def _apply_steps(
+    ctx: ApplyContext,
+    steps: list[StepPlan],
+    result: UpgradeResult,
+    outcomes: dict[str, StepOutcome],
+) -> None:
+    """Each registered step the plan applies, in order; `outcomes` fills in as they finish."""
+    for planned in steps:
+        step = step_named(planned.id)
+        if step is None or not step.applies(planned, ctx.findings):
+            continue
+        with _timed(ctx, planned.id, result):
+            outcomes[planned.id] = step.apply(ctx, planned)
 
 
 @contextmanager
-def _timed(ctx: StepContext, step: StepPlan, result: UpgradeResult) -> Iterator[None]:
+def _timed(ctx: ApplyContext, step_id: str, result: UpgradeResult) -> Iterator[None]:
     """Time one step; once it completed, its bookkeeping rows say when it really ran (the steps
     stamp them with the run's start) and a resumed step names this run as the one that
     finished it. An interrupted step keeps its times in the result, for the report."""
@@ -464,13 +477,11 @@ def _timed(ctx: StepContext, step: StepPlan, result: UpgradeResult) -> Iterator[
         yield
     finally:
         seconds = time.perf_counter() - clock
-        result.step_times[step.id] = StepTime(started, datetime.now(UTC), round(seconds, 3))
-        step.duration_seconds = round(seconds, 3)
-    _record_step_times(ctx, step.id, result)
+        result.step_times[step_id] = StepTime(started, datetime.now(UTC), round(seconds, 3))
+    _record_step_times(ctx, step_id, result)
 
 
-def _record_step_times(ctx: StepContext, step_id: str, result: UpgradeResult) -> None:
-    assert ctx.engine is not None and ctx.run_id is not None
+def _record_step_times(ctx: ApplyContext, step_id: str, result: UpgradeResult) -> None:
     times = result.step_times[step_id]
     s = ctx.books.step
     naive = {
@@ -480,31 +491,12 @@ def _record_step_times(ctx: StepContext, step_id: str, result: UpgradeResult) ->
     with ctx.engine.begin() as conn:
         conn.execute(
             update(s)
-            .where(s.c.run_id == ctx.run_id, s.c.step_key == step_id, s.c.status == "completed")
+            .where(s.c.run_id == ctx.run_id, s.c.step_key == step_id, s.c.status == COMPLETED)
             .values(finished_by_run_id=ctx.run_id, **naive)
         )
-        if step_id == mark_invites.STEP_ID and result.resumed is not None:
+        if step_id == MARKING_STEP and result.resumed is not None:
             conn.execute(
                 update(s)
-                .where(s.c.step_row_id == result.resumed.step_row_id, s.c.status == "completed")
+                .where(s.c.step_row_id == result.resumed.step_row_id, s.c.status == COMPLETED)
                 .values(finished_by_run_id=ctx.run_id, finished_at=naive["finished_at"])
             )
-
-
-def _finish(db: Database, run_id: int, outcome: str, code: ExitCode) -> None:
-    # A fresh transaction: the failed one is gone, the record of what happened must not be.
-    try:
-        with db.engine.begin() as conn:
-            finish_run(
-                conn,
-                db.books,
-                run_id,
-                status="completed"
-                if code in (ExitCode.DONE, ExitCode.ACTION_REQUIRED)
-                else outcome,
-                outcome=outcome,
-                exit_code=int(code),
-                finished_at=utc_now(),
-            )
-    except Exception:  # the connection may be what failed; the original error matters more
-        pass

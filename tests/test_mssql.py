@@ -172,9 +172,9 @@ def test_preference_statements_compile_for_sql_server(demo_db: Path) -> None:
 
 
 def _crm7_context(plan: UpgradePlan):  # type: ignore[no-untyped-def]
-    from setup_tool.steps import StepContext
+    from setup_tool.steps import PlanContext
 
-    return StepContext(TABLES, BOOKS, plan.findings, UpgradeSettings(), DIALECT, plan.now)
+    return PlanContext(TABLES, BOOKS, plan.findings, UpgradeSettings(), DIALECT, plan.now)
 
 
 # --- the DBA script -----------------------------------------------------------------------------

@@ -11,8 +11,10 @@ findings say so: a satellite or travel copy cannot work without that row (inferr
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+
 from setup_tool.findings import REFUSAL_HINT, Findings
-from setup_tool.steps import StepPlan
+from setup_tool.steps import PlanContext, Step, StepPlan
 from setup_tool.versions import invites_documented_note
 
 STEP_ID = "gate"
@@ -69,3 +71,20 @@ def _version_plan(findings: Findings) -> StepPlan:
         "blocked",
         f"The SuperOffice version is undetermined ({found}). {SUPPLY_VERSION}",
     )
+
+
+class Gate(Step):
+    """Checks only; a blocking gate leaves every later step not reached."""
+
+    id = STEP_ID
+    title = TITLE
+    gates = True
+
+    def plan(self, ctx: PlanContext, conn: Connection) -> StepPlan:
+        return plan(ctx.findings)
+
+    def not_reached_reason(self, findings: Findings) -> str:
+        return not_reached_reason(findings)
+
+
+GATE = Gate()

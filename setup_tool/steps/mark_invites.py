@@ -12,6 +12,10 @@ How it stays fast and safe on millions of rows:
   and moves the checkpoint, so a crash or Ctrl-C loses at most the batch in flight;
 - each batch checks the row-level conditions again (someone may have set a warning meanwhile);
   which meetings qualify was decided once, when the candidates were staged.
+
+The step row opens (status "staging", with its selection) in the transaction that switches the
+preference on (`MarkInvites.with_preference_switch`): that moment ends the window, and a run
+stopped right after it leaves a marking the next run resumes. Its inverse (undo) is at the end.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import logging
 import math
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Connection,
+    Delete,
     Insert,
     Integer,
     Select,
@@ -41,13 +46,21 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     union_all,
     update,
 )
+from sqlalchemy.sql.dml import UpdateBase
 
-from setup_tool.bookkeeping import Bookkeeping, record_batch_timing, record_previous_values
-from setup_tool.clock import is_real_date
+from setup_tool.bookkeeping import (
+    COMPLETED,
+    Bookkeeping,
+    record_batch_timing,
+    record_previous_values,
+)
+from setup_tool.clock import is_real_date, utc_now
+from setup_tool.dialects import dialect_of
 from setup_tool.errors import InterruptedRun, SetupToolError
 from setup_tool.findings import (
     EXTERNAL_ROWS,
@@ -55,6 +68,7 @@ from setup_tool.findings import (
     OTHER_WARNINGS,
     OUTSIDE_WINDOW,
     Evidence,
+    Findings,
     FootprintCount,
     HistoryFinding,
     InviteCounts,
@@ -64,6 +78,7 @@ from setup_tool.findings import (
     UnfinishedMarking,
 )
 from setup_tool.invites import (
+    ALL_FOOTPRINTS,
     EMAIL_ID,
     FLAG_COLUMNS,
     FOOTPRINTS,
@@ -92,20 +107,31 @@ from setup_tool.lock_waits import (
 )
 from setup_tool.schema import SuperOfficeTables
 from setup_tool.steps import (
+    ApplyContext,
     BatchFigures,
+    PlanContext,
+    ProgressCallback,
     SqlValue,
-    StepContext,
+    Step,
+    StepOutcome,
     StepPlan,
+    StepStopped,
+    UndoJob,
     next_updated_count,
     render_sql,
+    same,
     sql_value,
 )
 from setup_tool.travel import UPDATED, log_changes
+
+if TYPE_CHECKING:
+    from setup_tool.privileges import Need
 
 log = logging.getLogger(__name__)
 
 STEP_ID = "mark_invites"
 TITLE = "Mark pre-existing invite appointments"
+TABLE_NAME = "appointment"  # the table it changes (previous values' table_name, the travel log)
 SAMPLE_SIZE = 10
 ASSUMED_ROWS_PER_SECOND = 20_000  # for the estimate only; the benchmark measures the real rate
 # SQL Server takes page or row locks as it sees fit and escalates to a table lock once one
@@ -318,6 +344,7 @@ def _survey_statement(
                 _in_sync_range(row, now),
                 cast(extract("year", row.c.registered), Integer).label("year"),
                 row.c.associate_id,
+                *[meetings.c[column] for column in FLAG_COLUMNS.values()],
             ],
         ).cte("invite_rows")
     )
@@ -325,8 +352,7 @@ def _survey_statement(
         _part(_ROWS), invite_rows.c.outcome, invite_rows.c.in_range, *zero, func.count()
     ).group_by(invite_rows.c.outcome, invite_rows.c.in_range)
     flags: list[ColumnElement[Any]] = [fp.c[column] for column in FLAG_COLUMNS.values()]
-    footprint_rows = rows_of_meetings(tables, fp, lambda row: flags).subquery("footprint_rows")
-    row_flags = [footprint_rows.c[column] for column in FLAG_COLUMNS.values()]
+    row_flags = [invite_rows.c[column] for column in FLAG_COLUMNS.values()]
     per_footprint_rows = select(
         _part(_FOOTPRINT_ROWS), none, literal_column("0"), *row_flags, func.count()
     ).group_by(*row_flags)
@@ -610,7 +636,7 @@ def record_batch_statement(
     rows = select(
         sql_value(step_row_id),
         batch_no,
-        literal("appointment"),
+        literal(TABLE_NAME),
         a.c.appointment_id,
         literal(0),
         a.c.cautionWarning,
@@ -662,23 +688,129 @@ def mark_batch_statement(
     )
 
 
-def checkpoint_statement(books: Bookkeeping, step_row_id: int) -> Update:
+def checkpoint_statement(
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    hi: SqlValue | None = None,
+    changed: SqlValue | None = None,
+) -> Update:
+    """A batch's last word: the checkpoint moves to `hi` and `changed` rows are added (bound as
+    :hi and :n when not given)."""
     s = books.step
     return (
         update(s)
-        .where(s.c.step_row_id == step_row_id)
+        .where(s.c.step_row_id == sql_value(step_row_id))
         .values(
-            checkpoint_key=bindparam("hi"),
-            rows_changed=s.c.rows_changed + bindparam("n"),
+            checkpoint_key=bindparam("hi") if hi is None else sql_value(hi),
+            rows_changed=s.c.rows_changed
+            + (bindparam("n") if changed is None else sql_value(changed)),
             batches_done=s.c.batches_done + 1,
         )
+    )
+
+
+# --- the step row: opened, staged, completed ----------------------------------------------------
+
+
+def open_step_statement(
+    books: Bookkeeping, run_id: SqlValue, selection: Selection, now: SqlValue
+) -> Insert:
+    """The marking's step row, status "staging", with everything that decides its rows: a
+    resumed step selects the same rows, whatever the next run finds or is told."""
+    window = selection.window
+    return books.step.insert().values(
+        run_id=sql_value(run_id),
+        step_key=STEP_ID,
+        status="staging",
+        rows_planned=0,
+        rows_changed=0,
+        window_from=window.start,
+        window_until=window.until if window.until_sql is None else window.until_sql,
+        invites_since=selection.invites_since,
+        footprints=",".join(sorted(selection.footprints)),
+        batches_done=0,
+        started_at=sql_value(now),
+    )
+
+
+def staged_statement(books: Bookkeeping, step_row_id: SqlValue) -> Update:
+    """The candidates are staged: the step marks next, planning as many rows as were staged
+    (counted, not taken from a rowcount: sqlite3 reports -1 for a statement that starts with
+    WITH, and the staging INSERT does)."""
+    s, c = books.step, books.candidate
+    staged = select(func.count()).where(c.c.step_row_id == sql_value(step_row_id))
+    return (
+        update(s)
+        .where(s.c.step_row_id == sql_value(step_row_id))
+        .values(status="marking", rows_planned=staged.scalar_subquery())
+    )
+
+
+def complete_statement(
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    now: SqlValue,
+    finished_by_run_id: SqlValue | None = None,
+) -> Update:
+    s = books.step
+    values: dict[str, Any] = {"status": COMPLETED, "finished_at": sql_value(now)}
+    if finished_by_run_id is not None:
+        values["finished_by_run_id"] = sql_value(finished_by_run_id)
+    return update(s).where(s.c.step_row_id == sql_value(step_row_id)).values(**values)
+
+
+def clear_candidates_statement(books: Bookkeeping, step_row_id: SqlValue) -> Delete:
+    c = books.candidate
+    return delete(c).where(c.c.step_row_id == sql_value(step_row_id))
+
+
+def open_markings_query(books: Bookkeeping) -> Select[Any]:
+    """Marking steps not completed, of upgrade runs no undo has claimed, oldest first: what a
+    run resumes. A step without a window predates the recorded selection and is left alone."""
+    s, run = books.step, books.run
+    return (
+        select(s)
+        .join(run, run.c.run_id == s.c.run_id)
+        .where(
+            s.c.step_key == STEP_ID,
+            s.c.status != COMPLETED,
+            s.c.window_until.is_not(None),
+            run.c.mode == "upgrade",
+            run.c.undone_by_run_id.is_(None),
+        )
+        .order_by(s.c.step_row_id)
+    )
+
+
+def recorded_selection(row: Any) -> Selection:
+    """The selection a step row recorded when it opened."""
+    return Selection(
+        MarkingWindow(row["window_from"], row["window_until"]),
+        row["invites_since"],
+        frozenset((row["footprints"] or ",".join(ALL_FOOTPRINTS)).split(",")),
+    )
+
+
+def unfinished_marking(conn: Connection, books: Bookkeeping) -> UnfinishedMarking | None:
+    """The oldest marking an earlier run left unfinished (for detection and the report); a run
+    resumes every one there is (`apply`)."""
+    row = conn.execute(open_markings_query(books).limit(1)).mappings().first()
+    if row is None:
+        return None
+    return UnfinishedMarking(
+        step_row_id=row["step_row_id"],
+        run_id=row["run_id"],
+        selection=recorded_selection(row),
+        checkpoint_key=row["checkpoint_key"],
+        rows_changed=row["rows_changed"],
+        batches_done=row["batches_done"],
     )
 
 
 # --- planning ---------------------------------------------------------------------------------
 
 
-def plan(ctx: StepContext, conn: Connection) -> StepPlan:
+def plan(ctx: PlanContext, conn: Connection) -> StepPlan:
     findings = ctx.findings
     if findings.synchronizer.in_use is not True:
         return StepPlan(
@@ -753,13 +885,13 @@ def batch_size(dialect_name: str, asked: int) -> int:
     return min(asked, MSSQL_MAX_BATCH_ROWS) if dialect_name == "mssql" else asked
 
 
-def planned_batches(ctx: StepContext, rows: int) -> BatchFigures:
+def planned_batches(ctx: PlanContext, rows: int) -> BatchFigures:
     """The marking's pace: rows per batch, the pause between batches, and how many batches."""
     size = batch_size(ctx.dialect.name, ctx.settings.batch_size)
     return BatchFigures(size, ctx.settings.pause_between_batches, math.ceil(rows / size))
 
 
-def marking_sql(ctx: StepContext, selection: Selection) -> list[str]:
+def marking_sql(ctx: PlanContext, selection: Selection) -> list[str]:
     """The statements one batch runs, as the target database receives them."""
     books, tables = ctx.books, ctx.tables
     step_row_id = 0  # the real step row id is allocated when the run starts
@@ -785,59 +917,64 @@ def marking_sql(ctx: StepContext, selection: Selection) -> list[str]:
 # --- applying ---------------------------------------------------------------------------------
 
 
-def apply(ctx: StepContext, planned: StepPlan) -> StepPlan:
-    assert ctx.engine is not None and ctx.run_id is not None
-    started = time.perf_counter()
-    done = 0
+def apply(ctx: ApplyContext, planned: StepPlan) -> StepOutcome:
+    """Every open marking, oldest first: an earlier run's, then this run's own (opened with the
+    preference switch), each from its checkpoint. A stop between batches raises StepStopped
+    with what was done so far."""
     total = planned.rows
-    if planned.batches is None:
-        planned.batches = planned_batches(ctx, total)
-    figures = planned.batches  # filled in as the batches commit: an interrupted run reports them
-    unfinished = ctx.findings.history.unfinished
-    if unfinished:
-        done += _resume_or_run(
-            ctx, unfinished.step_row_id, unfinished.selection, done, total, figures
-        )
-    selection = ctx.findings.invites.selection
-    if selection is not None:
-        step_row_id = _open_step(ctx, selection)
-        done += _resume_or_run(ctx, step_row_id, selection, done, total, figures)
+    pace = planned.batches or planned_batches(ctx, total)
+    # Filled in as the batches commit: an interrupted run reports them. A fresh object: the plan
+    # stays what was planned.
+    figures = BatchFigures(pace.size, pace.pause_seconds, pace.planned)
+    seen = _RowsSeen(ctx.progress)
+    ctx = dataclasses.replace(ctx, progress=seen)
+    ctx.progress(0, total)  # the marking starts now: so does its clock
+    done = 0
+    try:
+        for step_row_id, selection in _open_markings(ctx):
+            done += _resume_or_run(ctx, step_row_id, selection, done, total, figures)
+    except InterruptedRun as stopped:  # between batches: whole batches only
+        raise StepStopped(stopped, StepOutcome(seen.done, figures)) from None
     _log_batches(figures)
-    planned.rows = done
-    planned.duration_seconds = round(time.perf_counter() - started, 3)
-    return planned
+    return StepOutcome(done, figures)
 
 
-def _open_step(ctx: StepContext, selection: Selection) -> int:
-    assert ctx.engine is not None
+class _RowsSeen:
+    """The progress callback, remembering how many rows are marked so far."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done = done
+        self.progress(done, total)
+
+
+def _open_markings(ctx: ApplyContext) -> list[tuple[int, Selection]]:
+    """The markings to finish, oldest first. This run's own step row was opened with the
+    preference switch; were it not (the preference step did not run), it opens here."""
+    selection = ctx.findings.invites.selection
+    s = ctx.books.step
     with ctx.engine.begin() as conn:
-        result = conn.execute(
-            ctx.books.step.insert().values(
-                run_id=ctx.run_id,
-                step_key=STEP_ID,
-                status="staging",
-                rows_planned=0,
-                rows_changed=0,
-                window_from=selection.window.start,
-                window_until=selection.window.until,
-                invites_since=selection.invites_since,
-                footprints=",".join(sorted(selection.footprints)),
-                batches_done=0,
-                started_at=ctx.now,
-            )
-        )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+        if selection is not None:
+            ours = conn.execute(
+                select(s.c.step_row_id).where(s.c.run_id == ctx.run_id, s.c.step_key == STEP_ID)
+            ).first()
+            if ours is None:
+                conn.execute(open_step_statement(ctx.books, ctx.run_id, selection, ctx.now))
+        rows = conn.execute(open_markings_query(ctx.books)).mappings().all()
+    return [(int(row["step_row_id"]), recorded_selection(row)) for row in rows]
 
 
 def _resume_or_run(
-    ctx: StepContext,
+    ctx: ApplyContext,
     step_row_id: int,
     selection: Selection,
     done_before: int,
     total: int,
     figures: BatchFigures,
 ) -> int:
-    assert ctx.engine is not None
     s = ctx.books.step
     with ctx.engine.connect() as conn:
         status, checkpoint, batches = conn.execute(
@@ -852,26 +989,14 @@ def _resume_or_run(
     return done
 
 
-def _stage(ctx: StepContext, step_row_id: int, selection: Selection) -> None:
-    assert ctx.engine is not None
-    s = ctx.books.step
-    c = ctx.books.candidate
+def _stage(ctx: ApplyContext, step_row_id: int, selection: Selection) -> None:
     with ctx.engine.begin() as conn:  # the tool's own table: one transaction is fine
         conn.execute(stage_candidates_statement(ctx.tables, ctx.books, step_row_id, selection))
-        # Counted, not taken from the rowcount: sqlite3 reports -1 for a statement that starts
-        # with WITH, and the staging INSERT does (its footprint CTE).
-        staged = conn.execute(
-            select(func.count()).where(c.c.step_row_id == step_row_id)
-        ).scalar_one()
-        conn.execute(
-            update(s)
-            .where(s.c.step_row_id == step_row_id)
-            .values(status="marking", rows_planned=staged)
-        )
+        conn.execute(staged_statement(ctx.books, step_row_id))
 
 
 def _run_batches(
-    ctx: StepContext,
+    ctx: ApplyContext,
     step_row_id: int,
     checkpoint: int | None,
     batch_no: int,
@@ -880,7 +1005,6 @@ def _run_batches(
     figures: BatchFigures,
 ) -> int:
     """The keyset batches from the checkpoint on, resting --pause-between-batches between two."""
-    assert ctx.engine is not None
     lo = checkpoint if checkpoint is not None else -(2**31)
     boundary = next_boundary_statement(ctx.books, step_row_id, figures.size)
     _analyze_candidates(ctx)
@@ -895,8 +1019,7 @@ def _run_batches(
         batch_no += 1
         done += _run_batch(ctx, step_row_id, lo, int(hi), batch_no, figures)
         lo = int(hi)
-        if ctx.progress:
-            ctx.progress(done_before + done, total)
+        ctx.progress(done_before + done, total)
         if ctx.should_stop():
             raise _stopped(batch_no, done_before + done)
 
@@ -908,7 +1031,7 @@ def _stopped(batch_no: int, done: int) -> InterruptedRun:
     )
 
 
-def _rest(ctx: StepContext, figures: BatchFigures) -> bool:
+def _rest(ctx: ApplyContext, figures: BatchFigures) -> bool:
     """The pause between two batches (holding no lock); False when a stop was asked for."""
     if figures.pause_seconds <= 0:
         return True
@@ -918,22 +1041,22 @@ def _rest(ctx: StepContext, figures: BatchFigures) -> bool:
     return rested
 
 
-def _analyze_candidates(ctx: StepContext) -> None:
+def _analyze_candidates(ctx: ApplyContext) -> None:
     """Statistics for the freshly staged candidates (PostgreSQL; the others keep them current).
 
     Without them the planner takes the table for a few rows and finds each batch boundary by
     sorting every remaining candidate: time grows with the square of the rows. Only the table's
     owner may analyze it; anyone else gets a warning, not an error.
     """
-    assert ctx.engine is not None
-    if ctx.engine.dialect.name == "postgresql":
-        table = ctx.engine.dialect.identifier_preparer.format_table(ctx.books.candidate)
+    table = ctx.engine.dialect.identifier_preparer.format_table(ctx.books.candidate)
+    statement = dialect_of(ctx.engine).analyze_sql(table)
+    if statement is not None:
         with ctx.engine.begin() as conn:
-            conn.exec_driver_sql(f"ANALYZE {table}")
+            conn.exec_driver_sql(statement)
 
 
 def _run_batch(
-    ctx: StepContext, step_row_id: int, lo: int, hi: int, batch_no: int, figures: BatchFigures
+    ctx: ApplyContext, step_row_id: int, lo: int, hi: int, batch_no: int, figures: BatchFigures
 ) -> int:
     """One batch, one transaction: its rows locked in key order, previous values recorded, then
     the change, the travel log and the checkpoint.
@@ -944,7 +1067,6 @@ def _run_batch(
     timeout or as a deadlock victim, and commits only while the run still holds its lock
     (ctx.lock_check).
     """
-    assert ctx.engine is not None
     engine, tables, books, settings = ctx.engine, ctx.tables, ctx.books, ctx.settings
     lo_, hi_ = literal(lo), literal(hi)
     bounds = (lo_, hi_, literal(batch_no))
@@ -995,7 +1117,6 @@ def _run_batch(
                     now=ctx.now,
                 )
             conn.execute(checkpoint_statement(books, step_row_id), {"hi": hi, "n": changed})
-            assert ctx.run_id is not None
             # Commits with the batch or not at all (retries included in its time).
             record_batch_timing(
                 conn,
@@ -1033,13 +1154,12 @@ def _run_batch(
 
 
 def _busy_rows(
-    ctx: StepContext, step_row_id: int, lo: ColumnElement[int], hi: ColumnElement[int]
+    ctx: ApplyContext, step_row_id: int, lo: ColumnElement[int], hi: ColumnElement[int]
 ) -> list[int]:
     """The batch's rows another session holds now (at most MAX_BUSY_ROWS): all its rows less
     those that can be locked without waiting. Rolled back at once; [] when that cannot tell."""
     from sqlalchemy.exc import DBAPIError
 
-    assert ctx.engine is not None
     tables, books = ctx.tables, ctx.books
     try:
         with ctx.engine.connect() as conn:
@@ -1076,13 +1196,203 @@ def _log_batches(figures: BatchFigures) -> None:
     )
 
 
-def _complete(ctx: StepContext, step_row_id: int) -> None:
-    assert ctx.engine is not None
-    s, c = ctx.books.step, ctx.books.candidate
+def _complete(ctx: ApplyContext, step_row_id: int) -> None:
     with ctx.engine.begin() as conn:
-        conn.execute(
-            update(s)
-            .where(s.c.step_row_id == step_row_id)
-            .values(status="completed", finished_at=ctx.now)
+        conn.execute(complete_statement(ctx.books, step_row_id, ctx.now))
+        conn.execute(clear_candidates_statement(ctx.books, step_row_id))
+
+
+# --- the inverse: undo puts the rows back -----------------------------------------------------
+#
+# Set-based, in batches of recorded rows, each one transaction. A row comes back only while it
+# still holds what the tool wrote: cautionWarning NOT_IN_SYNC, the updatedCount it wrote and
+# the `updated` stamp where one was recorded (setup_tool.undo).
+
+
+def _recorded_here(job_books: Bookkeeping, step_row_ids: list[int]) -> ColumnElement[bool]:
+    pv = job_books.previous_value
+    return and_(pv.c.step_row_id.in_(step_row_ids), pv.c.table_name == TABLE_NAME)
+
+
+def _still_ours(a: Table, pv: Table) -> ColumnElement[bool]:
+    return and_(
+        a.c.cautionWarning == NOT_IN_SYNC,
+        same(a.c.updatedCount, pv.c.new_updated_count),
+        or_(pv.c.new_updated.is_(None), same(a.c.updated, pv.c.new_updated)),
+    )
+
+
+def _as_before(a: Table, pv: Table) -> ColumnElement[bool]:
+    return and_(
+        same(a.c.cautionWarning, pv.c.caution_warning),
+        same(a.c.updated, pv.c.updated),
+        same(a.c.updated_associate_id, pv.c.updated_associate_id),
+        same(a.c.updatedCount, pv.c.updated_count),
+    )
+
+
+def undo(job: UndoJob, step_row_id: int) -> None:
+    pv = job.books.previous_value
+    mine = _recorded_here(job.books, [step_row_id])
+    with job.engine.connect() as conn:
+        low, high, total = conn.execute(
+            select(
+                func.min(pv.c.previous_value_id), func.max(pv.c.previous_value_id), func.count()
+            ).where(mine)
+        ).one()
+    if not total:
+        return
+    done = 0
+    for start in range(int(low), int(high) + 1, job.batch_size):
+        in_batch = and_(mine, pv.c.previous_value_id.between(start, start + job.batch_size - 1))
+        with job.engine.begin() as conn:
+            done += _restore_batch(job, conn, in_batch)
+        job.batches += 1
+        if job.progress:
+            job.progress(done, int(total))
+        job.stop_if_asked()
+
+
+def _restore_batch(job: UndoJob, conn: Connection, in_batch: ColumnElement[bool]) -> int:
+    """One batch, one transaction: restore the rows that still hold what the tool wrote, tell
+    Travel of exactly those, and list the rows that hold neither that nor their old values."""
+    tables, pv = job.tables, job.books.previous_value
+    a = tables.appointment
+    joined = a.c.appointment_id == pv.c.record_id
+    ours = _still_ours(a, pv)
+    to_restore = 0
+    if job.travel:  # logged first, while the rows still say they are the tool's
+        ids = select(pv.c.record_id).select_from(pv.join(a, joined)).where(in_batch, ours)
+        to_restore = conn.execute(select(func.count()).select_from(ids.subquery())).scalar_one()
+        log_changes(
+            conn,
+            tables,
+            TABLE_NAME,
+            ids,
+            int(to_restore),
+            kind=UPDATED,
+            associate_id=job.acting_associate_id,
+            now=utc_now(),
         )
-        conn.execute(delete(c).where(c.c.step_row_id == step_row_id))
+    restored = int(
+        conn.execute(
+            update(a)
+            .where(joined, in_batch, ours)
+            .values(
+                cautionWarning=pv.c.caution_warning,
+                updated=pv.c.updated,
+                updated_associate_id=pv.c.updated_associate_id,
+                updatedCount=pv.c.updated_count,
+            )
+        ).rowcount
+    )
+    if job.travel and restored != to_restore:
+        raise SetupToolError(
+            f"Undo found {to_restore} rows to restore but restored {restored}: another session "
+            "changed them meanwhile. Rolled back.",
+            "Run undo again; it goes on from where it stopped.",
+        )
+    conflicts = (
+        conn.execute(
+            select(pv.c.record_id)
+            .select_from(pv.outerjoin(a, joined))
+            .where(in_batch, or_(a.c.appointment_id.is_(None), ~_as_before(a, pv)))
+            .order_by(pv.c.record_id)
+        )
+        .scalars()
+        .all()
+    )
+    job.check_lock()
+    job.result.conflicts += [f"{TABLE_NAME} {i}" for i in conflicts]
+    job.result.restored += restored
+    return restored
+
+
+@dataclasses.dataclass
+class AppointmentsBack:
+    """What undo would do to the marked rows of some step rows (undo --dry-run)."""
+
+    restore: int = 0  # rows restored to their previous values
+    sample_ids: list[int] = dataclasses.field(default_factory=list)
+    already_back: int = 0  # rows already at their previous values (an earlier undo)
+    conflicts: int = 0  # rows someone changed since: left alone
+    conflict_ids: list[int] = dataclasses.field(default_factory=list)
+
+
+def plan_undo(
+    conn: Connection, tables: SuperOfficeTables, books: Bookkeeping, step_row_ids: list[int]
+) -> AppointmentsBack:
+    """Read-only, with the conditions `undo` uses: how many rows come back, how many are back
+    already, how many someone changed since, with the first ids of each."""
+    back = AppointmentsBack()
+    if not step_row_ids:
+        return back
+    a, pv = tables.appointment, books.previous_value
+    joined = a.c.appointment_id == pv.c.record_id
+    state = case(
+        (_still_ours(a, pv), "restore"), (_as_before(a, pv), "back"), else_="conflict"
+    ).label("state")
+    rows = (
+        select(pv.c.record_id, state)
+        .select_from(pv.outerjoin(a, joined))
+        .where(_recorded_here(books, step_row_ids))
+        .subquery()
+    )
+    counts: dict[str, int] = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            select(rows.c.state, func.count()).group_by(rows.c.state)
+        ).all()
+    }
+    back.restore = int(counts.get("restore", 0))
+    back.already_back = int(counts.get("back", 0))
+    back.conflicts = int(counts.get("conflict", 0))
+
+    def first(which: str) -> list[int]:
+        query = (
+            select(rows.c.record_id)
+            .where(rows.c.state == which)
+            .order_by(rows.c.record_id)
+            .limit(SAMPLE_SIZE)
+        )
+        return [int(i) for i in conn.execute(query).scalars()]
+
+    back.sample_ids = first("restore") if back.restore else []
+    back.conflict_ids = first("conflict") if back.conflicts else []
+    return back
+
+
+# --- the step ---------------------------------------------------------------------------------
+
+
+class MarkInvites(Step):
+    id = STEP_ID
+    title = TITLE
+    recorded_table = TABLE_NAME
+
+    def plan(self, ctx: PlanContext, conn: Connection) -> StepPlan:
+        return plan(ctx, conn)
+
+    def rights(self, tables: SuperOfficeTables, findings: Findings) -> list[Need]:
+        needs: list[Need] = [(tables.appointment, "UPDATE")]
+        if findings.travel.enabled and tables.traveltransactionlog is not None:
+            needs += [(tables.traveltransactionlog, "INSERT"), (tables.sequence, "UPDATE")]
+        return needs
+
+    def with_preference_switch(
+        self, ctx: PlanContext, planned: StepPlan, run_id: SqlValue, now: SqlValue
+    ) -> list[UpdateBase]:
+        """The new marking's step row opens with the switch that ends its window."""
+        selection = ctx.findings.invites.selection
+        if planned.decision != "change" or selection is None:
+            return []
+        return [open_step_statement(ctx.books, run_id, selection, now)]
+
+    def apply(self, ctx: ApplyContext, planned: StepPlan) -> StepOutcome:
+        return apply(ctx, planned)
+
+    def undo(self, job: UndoJob, step_row_id: int) -> None:
+        undo(job, step_row_id)
+
+
+MARK_INVITES = MarkInvites()

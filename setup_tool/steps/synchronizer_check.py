@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+
 from setup_tool.findings import Findings
-from setup_tool.steps import StepPlan
+from setup_tool.steps import PlanContext, Step, StepPlan
 from setup_tool.versions import MINIMUM_SYNCHRONIZER
 
 STEP_ID = "synchronizer_check"
@@ -38,3 +40,20 @@ def plan(findings: Findings) -> StepPlan:
     return StepPlan(
         STEP_ID, TITLE, "done", f"Synchronizer {sync.version.label()} handles SuperOffice invites."
     )
+
+
+class SynchronizerCheck(Step):
+    """Checks only, and says its word even when the gate blocks: the synchronizer's version
+    matters whatever else stops the run."""
+
+    id = STEP_ID
+    title = TITLE
+
+    def plan(self, ctx: PlanContext, conn: Connection) -> StepPlan:
+        return plan(ctx.findings)
+
+    def not_reached(self, findings: Findings, reason: str) -> StepPlan:
+        return plan(findings)
+
+
+SYNCHRONIZER_CHECK = SynchronizerCheck()
