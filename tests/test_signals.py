@@ -68,6 +68,10 @@ def start_marking(
             "--unattended",
             "--batch-size",
             "1",
+            # Batches of one row take a few ms: on a loaded machine the whole marking could end
+            # before the signal lands. The rest keeps the marking long enough to be stopped.
+            "--pause-between-batches",
+            "0.01",
             "--fix-overrides",
             "--log-file",
             "stopped.log",
