@@ -120,7 +120,9 @@ def test_a_stop_signal_finishes_the_batch_records_reports_exits_130_and_resumes(
     before = marked(db)
     assert to_mark > 200
 
-    proc = start_marking(db, workdir)
+    # As from a terminal: a runner started under nohup hands its children SIGHUP ignored, and the
+    # tool rightly keeps a signal it was started to ignore (cli_edge._handling).
+    proc = start_marking(db, workdir, preexec_fn=lambda: signal.signal(stop, signal.SIG_DFL))
     wait_for_batches(db, proc, 5)
     os.kill(proc.pid, stop)
     out, err = proc.communicate(timeout=60)
