@@ -88,6 +88,10 @@ def start_marking(
     )
 
 
+def _default(signum: signal.Signals) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+
+
 def recorded(db: Path) -> int:
     try:
         rows = query(
@@ -122,7 +126,7 @@ def test_a_stop_signal_finishes_the_batch_records_reports_exits_130_and_resumes(
 
     # As from a terminal: a runner started under nohup hands its children SIGHUP ignored, and the
     # tool rightly keeps a signal it was started to ignore (cli_edge._handling).
-    proc = start_marking(db, workdir, preexec_fn=lambda: signal.signal(stop, signal.SIG_DFL))
+    proc = start_marking(db, workdir, preexec_fn=lambda: _default(stop))
     wait_for_batches(db, proc, 5)
     os.kill(proc.pid, stop)
     out, err = proc.communicate(timeout=60)
