@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -17,6 +18,21 @@ from setup_tool.demo import DemoOptions, build_demo_database
 
 # Every demo in the tests is generated as of this moment, so counts never drift with the clock.
 DEMO_NOW = datetime(2026, 11, 1, 12, 0, 0)
+
+
+def _stop_signals_as_in_a_terminal() -> None:
+    """A suite started in the background (`cmd &` without job control ignores SIGINT) or under
+    nohup (SIGHUP) would hand those signals down ignored, and the tool rightly keeps a signal it
+    was started to ignore (setup_tool.cli_edge): the tests that stop a real process with them
+    need the dispositions a terminal gives."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) == signal.SIG_IGN:
+        signal.signal(hangup, signal.SIG_DFL)
+
+
+_stop_signals_as_in_a_terminal()
 
 
 @pytest.fixture(autouse=True)
