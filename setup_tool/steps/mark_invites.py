@@ -547,6 +547,19 @@ def _staged_in_range(
     return row.c.appointment_id.in_(batch)
 
 
+def _batch_row(
+    books: Bookkeeping,
+    step_row_id: SqlValue,
+    row: Table,
+    lo: ColumnElement[int],
+    hi: ColumnElement[int],
+) -> ColumnElement[bool]:
+    """`row` is one of the batch's rows to mark: in its key range, staged, and still markable."""
+    return and_(
+        _in_range(row, lo, hi), markable(row), _staged_in_range(books, step_row_id, row, lo, hi)
+    )
+
+
 def lock_batch_statement(
     tables: SuperOfficeTables,
     books: Bookkeeping,
@@ -564,14 +577,8 @@ def lock_batch_statement(
     locks and does not run it."""
     a = tables.appointment
     return (
-        select(a.c.appointment_id)
+        batch_rows_statement(tables, books, step_row_id, lo, hi)
         .with_hint(a, MSSQL_LOCK_ROWS, "mssql")
-        .where(
-            _in_range(a, lo, hi),
-            markable(a),
-            _staged_in_range(books, step_row_id, a, lo, hi),
-        )
-        .order_by(a.c.appointment_id)
         .with_for_update(of=a)
     )
 
@@ -604,7 +611,7 @@ def batch_rows_statement(
     a = tables.appointment
     return (
         select(a.c.appointment_id)
-        .where(_in_range(a, lo, hi), markable(a), _staged_in_range(books, step_row_id, a, lo, hi))
+        .where(_batch_row(books, step_row_id, a, lo, hi))
         .order_by(a.c.appointment_id)
     )
 
@@ -645,11 +652,7 @@ def record_batch_statement(
         a.c.updatedCount,
         next_updated_count(a.c.updatedCount),
         sql_value(now),
-    ).where(
-        _in_range(a, lo, hi),
-        markable(a),
-        _staged_in_range(books, step_row_id, a, lo, hi),
-    )
+    ).where(_batch_row(books, step_row_id, a, lo, hi))
     return record_previous_values(books, rows, "caution_warning")
 
 
